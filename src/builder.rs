@@ -1,0 +1,533 @@
+//! The builder, its defaults, and the checks `build()` makes.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use ureq::http::{HeaderName, HeaderValue};
+
+use crate::endpoint::Endpoint;
+use crate::error::{Error, ErrorKind};
+use crate::fields::Statics;
+use crate::logger::HttpLogger;
+use crate::record::now_ns;
+use crate::transport::{Transport, TransportConfig};
+use crate::worker::{RetryPolicy, Shared, Worker};
+
+/// How records are sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Method {
+    /// The fields as an `application/x-www-form-urlencoded` body. The default: no length limit
+    /// from the url.
+    #[default]
+    Post,
+    /// The fields as the query string (`url?fields`, or `url&fields` when `url` already holds a
+    /// `?`). Receivers limit the length of a url (often 8 KiB to 64 KiB): a longer record is
+    /// rejected by the receiver and counted as failed.
+    Get,
+}
+
+/// What a `log!` call does when the queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum Overflow {
+    /// Drop the new record and count it in [`Stats::dropped`](crate::Stats::dropped): the
+    /// caller never waits. The default.
+    #[default]
+    Drop,
+    /// Wait for room up to this long, then drop the record as above.
+    Block(Duration),
+}
+
+/// The level below which records are ignored, by default.
+pub const DEFAULT_LEVEL: log::LevelFilter = log::LevelFilter::Info;
+/// Records the queue holds, by default.
+pub const DEFAULT_QUEUE_CAPACITY: usize = 16_384;
+/// Time allowed to open a connection, by default.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time allowed for a whole request (connect, send, answer), by default.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time a flush, a drop or the exit waits for queued records, by default.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+/// Retries of one record after its first attempt, by default.
+pub const DEFAULT_RETRY_ATTEMPTS: u32 = 12;
+/// Time from a record's first attempt after which it is not retried, by default.
+pub const DEFAULT_RETRY_TIME: Duration = Duration::from_secs(30);
+/// The first wait before a retry, by default; it doubles up to [`DEFAULT_MAX_BACKOFF`].
+pub const DEFAULT_MIN_BACKOFF: Duration = Duration::from_millis(50);
+/// The longest wait between two retries, by default.
+pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// The most bytes of text (message, error, key-values) one record keeps, by default.
+pub const DEFAULT_MAX_RECORD_BYTES: usize = 4 << 20;
+
+/// Configures an [`HttpLogger`]. Made by [`HttpLogger::builder`].
+///
+/// Setters never fail: [`build`](Builder::build) checks everything and says what is wrong.
+///
+/// | setting | default |
+/// |---|---|
+/// | [`method`](Builder::method) | [`Method::Post`] |
+/// | [`level`](Builder::level) | [`DEFAULT_LEVEL`] (`Info`) |
+/// | [`secure`](Builder::secure) | `false` (plain HTTP) |
+/// | [`credentials`](Builder::credentials) | none |
+/// | [`header`](Builder::header) | none |
+/// | [`connect_timeout`](Builder::connect_timeout) | [`DEFAULT_CONNECT_TIMEOUT`] (5 s) |
+/// | [`timeout`](Builder::timeout) | [`DEFAULT_TIMEOUT`] (10 s) |
+/// | [`queue_capacity`](Builder::queue_capacity) | [`DEFAULT_QUEUE_CAPACITY`] (16,384) |
+/// | [`overflow`](Builder::overflow) | [`Overflow::Drop`] |
+/// | [`shutdown_timeout`](Builder::shutdown_timeout) | [`DEFAULT_SHUTDOWN_TIMEOUT`] (5 s) |
+/// | [`retry_budget`](Builder::retry_budget) | [`DEFAULT_RETRY_ATTEMPTS`] (12), [`DEFAULT_RETRY_TIME`] (30 s) |
+/// | [`backoff`](Builder::backoff) | [`DEFAULT_MIN_BACKOFF`] (50 ms) to [`DEFAULT_MAX_BACKOFF`] (2 s) |
+/// | [`hostname`](Builder::hostname) | `true` |
+/// | [`process_name`](Builder::process_name) | the executable's file name |
+/// | [`max_record_bytes`](Builder::max_record_bytes) | [`DEFAULT_MAX_RECORD_BYTES`] (4 MiB) |
+///
+/// `Debug` shows every setting but secrets: passwords and header values are redacted.
+#[derive(Clone)]
+pub struct Builder {
+    host: String,
+    url: String,
+    method: Method,
+    level: log::LevelFilter,
+    secure: bool,
+    credentials: Option<(String, String)>,
+    credentials_over_http: bool,
+    headers: Vec<(String, String)>,
+    connect_timeout: Duration,
+    timeout: Duration,
+    queue_capacity: usize,
+    overflow: Overflow,
+    shutdown_timeout: Duration,
+    retry: RetryPolicy,
+    hostname: bool,
+    process_name: Option<String>,
+    max_record_bytes: usize,
+}
+
+impl Builder {
+    pub(crate) fn new(host: String, url: String) -> Builder {
+        Builder {
+            host,
+            url,
+            method: Method::default(),
+            level: DEFAULT_LEVEL,
+            secure: false,
+            credentials: None,
+            credentials_over_http: false,
+            headers: Vec::new(),
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            timeout: DEFAULT_TIMEOUT,
+            queue_capacity: DEFAULT_QUEUE_CAPACITY,
+            overflow: Overflow::default(),
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            retry: RetryPolicy {
+                attempts: DEFAULT_RETRY_ATTEMPTS,
+                budget: DEFAULT_RETRY_TIME,
+                min_backoff: DEFAULT_MIN_BACKOFF,
+                max_backoff: DEFAULT_MAX_BACKOFF,
+            },
+            hostname: true,
+            process_name: None,
+            max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+        }
+    }
+
+    /// Sends with POST (a form body) or GET (a query string).
+    ///
+    /// Defaults to [`Method::Post`]. (Python's handler defaults to GET.)
+    pub fn method(mut self, method: Method) -> Builder {
+        self.method = method;
+        self
+    }
+
+    /// Ignores records less severe than `level`. [`init`](Builder::init) also sets the `log`
+    /// crate's max level to it.
+    ///
+    /// Defaults to [`DEFAULT_LEVEL`] (`Info`).
+    pub fn level(mut self, level: log::LevelFilter) -> Builder {
+        self.level = level;
+        self
+    }
+
+    /// Sends over HTTPS (TLS with certificate and host name verification against the Mozilla
+    /// roots), like Python's `secure=True`.
+    ///
+    /// Defaults to `false`.
+    pub fn secure(mut self, secure: bool) -> Builder {
+        self.secure = secure;
+        self
+    }
+
+    /// Sends `Authorization: Basic base64(user:password)` (UTF-8) with every record, as Python's
+    /// `credentials=(user, password)` does.
+    ///
+    /// Over plain HTTP anyone on the path can read them, so [`build`](Builder::build) refuses
+    /// credentials without [`secure(true)`](Builder::secure), unless
+    /// [`credentials_over_http(true)`](Builder::credentials_over_http) says otherwise.
+    ///
+    /// Defaults to none.
+    pub fn credentials(mut self, user: impl Into<String>, password: impl Into<String>) -> Builder {
+        self.credentials = Some((user.into(), password.into()));
+        self
+    }
+
+    /// Allows [`credentials`](Builder::credentials) and an `Authorization` header over plain
+    /// HTTP, as Python sends them. Only for a receiver on a trusted network.
+    ///
+    /// Defaults to `false`.
+    pub fn credentials_over_http(mut self, allow: bool) -> Builder {
+        self.credentials_over_http = allow;
+        self
+    }
+
+    /// Adds a header to every request. [`build`](Builder::build) refuses a name that is not an
+    /// HTTP token and a value holding CR, LF or NUL. An `Authorization` header counts as
+    /// credentials (see [`credentials`](Builder::credentials)).
+    ///
+    /// Defaults to none.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Builder {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// The most time allowed to open a connection (TCP and TLS).
+    ///
+    /// Defaults to [`DEFAULT_CONNECT_TIMEOUT`] (5 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Builder {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// The most time allowed for one whole request: connect, send, and read the answer. A
+    /// receiver that never answers costs at most this, then the record is retried.
+    ///
+    /// Defaults to [`DEFAULT_TIMEOUT`] (10 s).
+    pub fn timeout(mut self, timeout: Duration) -> Builder {
+        self.timeout = timeout;
+        self
+    }
+
+    /// How many records the queue holds while the worker delivers. Memory is bounded by it.
+    ///
+    /// Defaults to [`DEFAULT_QUEUE_CAPACITY`] (16,384).
+    pub fn queue_capacity(mut self, capacity: usize) -> Builder {
+        self.queue_capacity = capacity;
+        self
+    }
+
+    /// What a `log!` call does when the queue is full.
+    ///
+    /// Defaults to [`Overflow::Drop`]: the caller never waits.
+    pub fn overflow(mut self, overflow: Overflow) -> Builder {
+        self.overflow = overflow;
+        self
+    }
+
+    /// The most time [`log::Log::flush`], dropping a built logger, or the exit of a program
+    /// with an installed logger waits for queued records to be delivered.
+    ///
+    /// Defaults to [`DEFAULT_SHUTDOWN_TIMEOUT`] (5 s).
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Builder {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// How long one record is retried after a transient failure (a connection error, a
+    /// timeout, 408, 429, or a 5xx other than 501): at most `attempts` retries, and none that
+    /// would start later than `time` after its first attempt. Then it is counted as failed.
+    ///
+    /// Defaults to [`DEFAULT_RETRY_ATTEMPTS`] (12) and [`DEFAULT_RETRY_TIME`] (30 s): enough to
+    /// ride out a receiver restart of several seconds.
+    pub fn retry_budget(mut self, attempts: u32, time: Duration) -> Builder {
+        self.retry.attempts = attempts;
+        self.retry.budget = time;
+        self
+    }
+
+    /// The wait before the first retry, doubled at each retry up to `max`, each wait jittered
+    /// down by up to half. A `Retry-After` from the receiver replaces it.
+    ///
+    /// Defaults to [`DEFAULT_MIN_BACKOFF`] (50 ms) and [`DEFAULT_MAX_BACKOFF`] (2 s).
+    pub fn backoff(mut self, min: Duration, max: Duration) -> Builder {
+        self.retry.min_backoff = min;
+        self.retry.max_backoff = max;
+        self
+    }
+
+    /// Whether to send the `hostname` field (Python's handler sends none).
+    ///
+    /// Defaults to `true`.
+    pub fn hostname(mut self, send: bool) -> Builder {
+        self.hostname = send;
+        self
+    }
+
+    /// The `processName` field.
+    ///
+    /// Defaults to the file name of the running executable.
+    pub fn process_name(mut self, name: impl Into<String>) -> Builder {
+        self.process_name = Some(name.into());
+        self
+    }
+
+    /// The most bytes of text one record keeps (its message with the error chain, its
+    /// key-values). Text past it is cut on a character boundary, marked
+    /// ` [truncated by http-logger]`, and the record counted in
+    /// [`Stats::truncated`](crate::Stats::truncated). This bounds the memory the queue can hold.
+    ///
+    /// Defaults to [`DEFAULT_MAX_RECORD_BYTES`] (4 MiB).
+    pub fn max_record_bytes(mut self, bytes: usize) -> Builder {
+        self.max_record_bytes = bytes;
+        self
+    }
+
+    /// Checks the settings and starts the logger's worker thread.
+    ///
+    /// # Errors
+    ///
+    /// An [`Error`] saying what is wrong: a malformed host ([`ErrorKind::InvalidHost`]) or url
+    /// ([`ErrorKind::InvalidUrl`]), a bad header ([`ErrorKind::InvalidHeader`]), credentials
+    /// over plain HTTP ([`ErrorKind::InsecureCredentials`]), a zero queue capacity
+    /// ([`ErrorKind::InvalidConfig`]), or no thread to be had ([`ErrorKind::Spawn`]).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), http_logger::Error> {
+    /// use log::Log as _;
+    ///
+    /// let logger = http_logger::HttpLogger::builder("127.0.0.1:8000", "/").build()?;
+    /// logger.log(&log::Record::builder().args(format_args!("hi")).level(log::Level::Info).build());
+    /// # Ok(()) }
+    /// ```
+    pub fn build(self) -> Result<HttpLogger, Error> {
+        let endpoint = Endpoint::parse(&self.host, &self.url, self.secure)?;
+        let headers = self.checked_headers()?;
+        if self.queue_capacity == 0 {
+            return Err(Error::new(
+                ErrorKind::InvalidConfig,
+                "invalid queue capacity: it must be at least 1",
+            ));
+        }
+        let statics = Statics {
+            process: std::process::id().to_string(),
+            process_name: self.process_name.clone().unwrap_or_else(program_name),
+            hostname: self
+                .hostname
+                .then(|| gethostname::gethostname().to_string_lossy().into_owned()),
+            start_ns: now_ns(),
+        };
+        let transport = Transport::new(TransportConfig {
+            endpoint: endpoint.clone(),
+            method: self.method,
+            headers,
+            connect_timeout: self.connect_timeout,
+            timeout: self.timeout,
+            connections: 1,
+        });
+        let (tx, rx) = crossbeam_channel::bounded(self.queue_capacity);
+        let shared = Arc::new(Shared::default());
+        let worker = Worker {
+            rx,
+            transport,
+            statics,
+            shared: shared.clone(),
+            retry: self.retry,
+            max_record_bytes: self.max_record_bytes,
+        };
+        std::thread::Builder::new()
+            .name("http-logger".into())
+            .spawn(move || worker.run())
+            .map_err(|e| {
+                Error::new(ErrorKind::Spawn, "could not start the http-logger worker thread")
+                    .with_source(e)
+            })?;
+        Ok(HttpLogger {
+            level: self.level,
+            tx,
+            shared,
+            overflow: self.overflow,
+            max_record_bytes: self.max_record_bytes,
+            shutdown_timeout: self.shutdown_timeout,
+            destination: endpoint.base,
+            method: self.method,
+        })
+    }
+
+    /// Builds the logger and installs it for the `log` crate, setting the max level to
+    /// [`level`](Builder::level). Records logged before the program exits normally are
+    /// delivered at exit, within the shutdown timeout.
+    ///
+    /// # Errors
+    ///
+    /// As [`build`](Builder::build), and [`ErrorKind::AlreadyInitialized`] when a logger is
+    /// already installed.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), http_logger::Error> {
+    /// http_logger::HttpLogger::builder("logs.example.com:443", "/ingest")
+    ///     .secure(true)
+    ///     .credentials("svc", "s3cret")
+    ///     .init()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn init(self) -> Result<(), Error> {
+        self.build()?.install()
+    }
+
+    fn checked_headers(&self) -> Result<Vec<(HeaderName, HeaderValue)>, Error> {
+        let mut headers = Vec::with_capacity(self.headers.len() + 1);
+        for (name, value) in &self.headers {
+            let header_name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                Error::new(
+                    ErrorKind::InvalidHeader,
+                    format!("invalid header name {name:?}: it must be an HTTP token"),
+                )
+            })?;
+            let mut header_value = HeaderValue::from_str(value).map_err(|_| {
+                Error::new(
+                    ErrorKind::InvalidHeader,
+                    format!("invalid value for header {name:?}: it holds CR, LF, NUL or another control character"),
+                )
+            })?;
+            if header_name == ureq::http::header::AUTHORIZATION {
+                header_value.set_sensitive(true);
+            }
+            headers.push((header_name, header_value));
+        }
+        if let Some((user, password)) = &self.credentials {
+            let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+            let mut value = HeaderValue::from_str(&format!("Basic {token}"))
+                .expect("base64 is a valid header value");
+            value.set_sensitive(true);
+            headers.push((ureq::http::header::AUTHORIZATION, value));
+        }
+        let has_auth = headers
+            .iter()
+            .any(|(n, _)| *n == ureq::http::header::AUTHORIZATION);
+        if has_auth && !self.secure && !self.credentials_over_http {
+            return Err(Error::new(
+                ErrorKind::InsecureCredentials,
+                "credentials over plain HTTP: anyone on the path can read them; use secure(true), or credentials_over_http(true) for a trusted network",
+            ));
+        }
+        Ok(headers)
+    }
+}
+
+/// The running executable's file name, as `processName`.
+fn program_name() -> String {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .or_else(|| {
+            std::env::args_os().next().and_then(|a| {
+                std::path::Path::new(&a)
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+            })
+        })
+        .unwrap_or_else(|| "MainProcess".to_owned())
+}
+
+impl fmt::Debug for Builder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        struct Redacted<'a>(&'a [(String, String)]);
+        impl fmt::Debug for Redacted<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_map()
+                    .entries(self.0.iter().map(|(name, _)| (name, "<redacted>")))
+                    .finish()
+            }
+        }
+        f.debug_struct("Builder")
+            .field("host", &self.host)
+            .field("url", &self.url)
+            .field("method", &self.method)
+            .field("level", &self.level)
+            .field("secure", &self.secure)
+            .field(
+                "credentials",
+                &self.credentials.as_ref().map(|(user, _)| (user, "<redacted>")),
+            )
+            .field("credentials_over_http", &self.credentials_over_http)
+            .field("headers", &Redacted(&self.headers))
+            .field("connect_timeout", &self.connect_timeout)
+            .field("timeout", &self.timeout)
+            .field("queue_capacity", &self.queue_capacity)
+            .field("overflow", &self.overflow)
+            .field("shutdown_timeout", &self.shutdown_timeout)
+            .field("retry", &self.retry)
+            .field("hostname", &self.hostname)
+            .field("process_name", &self.process_name)
+            .field("max_record_bytes", &self.max_record_bytes)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn builder() -> Builder {
+        Builder::new("127.0.0.1:9".into(), "/".into())
+    }
+
+    fn err(b: Builder) -> Error {
+        b.build().expect_err("build should fail")
+    }
+
+    #[test]
+    fn header_injection_is_refused() {
+        let e = err(builder().header("X-Ok", "a\r\nX-Injected: 1"));
+        assert_eq!(e.kind(), ErrorKind::InvalidHeader);
+        assert!(!e.to_string().contains("Injected"), "the value is not echoed: {e}");
+        let e = err(builder().header("X-Bad\r\nName", "v"));
+        assert_eq!(e.kind(), ErrorKind::InvalidHeader);
+        let e = err(builder().header("X Space", "v"));
+        assert_eq!(e.kind(), ErrorKind::InvalidHeader);
+        assert!(builder().header("X-Api-Key", "k").build().is_ok());
+    }
+
+    #[test]
+    fn credentials_over_plain_http_need_an_opt_in() {
+        let e = err(builder().credentials("user", "pw"));
+        assert_eq!(e.kind(), ErrorKind::InsecureCredentials);
+        assert!(e.to_string().contains("secure(true)"), "{e}");
+        let e = err(builder().header("authorization", "Bearer t"));
+        assert_eq!(e.kind(), ErrorKind::InsecureCredentials);
+        assert!(builder().credentials("user", "pw").credentials_over_http(true).build().is_ok());
+        assert!(builder().credentials("user", "pw").secure(true).build().is_ok());
+    }
+
+    #[test]
+    fn basic_credentials_are_encoded_as_python_does() {
+        // 009_POST.raw, captured from CPython's HTTPHandler with credentials=('user', 'pässword:x').
+        let b = builder().credentials("user", "pässword:x").credentials_over_http(true);
+        let headers = b.checked_headers().unwrap();
+        let (name, value) = headers.last().unwrap();
+        assert_eq!(name, "authorization");
+        assert_eq!(value.to_str().unwrap(), "Basic dXNlcjpww6Rzc3dvcmQ6eA==");
+        assert!(value.is_sensitive());
+    }
+
+    #[test]
+    fn debug_never_shows_secrets() {
+        let b = builder()
+            .credentials("user", "hunter2-password")
+            .header("X-Api-Key", "key-abc123");
+        let shown = format!("{b:?}");
+        assert!(!shown.contains("hunter2-password"), "{shown}");
+        assert!(!shown.contains("key-abc123"), "{shown}");
+        assert!(shown.contains("X-Api-Key"), "{shown}");
+        assert!(shown.contains("\"user\""), "{shown}");
+        let logger = b.credentials_over_http(true).build().unwrap();
+        let shown = format!("{logger:?}");
+        assert!(!shown.contains("hunter2") && !shown.contains("key-abc123"), "{shown}");
+        assert!(shown.contains("http://127.0.0.1:9/"), "{shown}");
+    }
+
+    #[test]
+    fn zero_capacity_is_refused() {
+        assert_eq!(err(builder().queue_capacity(0)).kind(), ErrorKind::InvalidConfig);
+    }
+}

@@ -1,0 +1,406 @@
+//! The record-to-fields mapping of the wire contract (`WIRE.md`), and its encoding. Pure
+//! functions, run on the worker.
+
+use std::fmt::{self, Write};
+
+use serde::ser::{Serialize, SerializeMap, Serializer};
+
+use crate::record::Captured;
+
+/// The 21 keys of Python 3.12+'s `LogRecord.__dict__`, then ours, in the order they are sent.
+pub(crate) const STANDARD_KEYS: [&str; 22] = [
+    "name",
+    "msg",
+    "args",
+    "levelname",
+    "levelno",
+    "pathname",
+    "filename",
+    "module",
+    "exc_info",
+    "exc_text",
+    "stack_info",
+    "lineno",
+    "funcName",
+    "created",
+    "msecs",
+    "relativeCreated",
+    "thread",
+    "threadName",
+    "processName",
+    "process",
+    "taskName",
+    "hostname",
+];
+
+/// Whether a key-value's key would collide with a standard field.
+pub(crate) fn is_standard_key(key: &str) -> bool {
+    STANDARD_KEYS.contains(&key)
+}
+
+/// What never changes for one logger: encoded once, sent with every record.
+#[derive(Debug, Clone)]
+pub(crate) struct Statics {
+    pub(crate) process: String,
+    pub(crate) process_name: String,
+    pub(crate) hostname: Option<String>,
+    /// When the logger was built, for `relativeCreated`.
+    pub(crate) start_ns: u64,
+}
+
+/// Python's spelling of "no value".
+const NONE: &str = "None";
+
+/// Python's level name and number for a `log` level.
+pub(crate) fn level_name_and_number(level: log::Level) -> (&'static str, &'static str) {
+    match level {
+        log::Level::Error => ("ERROR", "40"),
+        log::Level::Warn => ("WARNING", "30"),
+        log::Level::Info => ("INFO", "20"),
+        log::Level::Debug => ("DEBUG", "10"),
+        log::Level::Trace => ("TRACE", "5"),
+    }
+}
+
+/// Calls `f` with each field of `rec`, in the order of the wire contract.
+pub(crate) fn for_each_field(rec: &Captured, statics: &Statics, f: &mut dyn FnMut(&str, &str)) {
+    let (levelname, levelno) = level_name_and_number(rec.level);
+    let pathname = rec.file().unwrap_or("(unknown file)");
+    let filename = pathname.rsplit(['/', '\\']).next().unwrap_or(pathname);
+    let module = match rec.module_path() {
+        Some(path) => path.rsplit("::").next().unwrap_or(path),
+        None if rec.file().is_some() => filename.split('.').next().unwrap_or(filename),
+        None => "Unknown module",
+    };
+    let mut num = Small::new();
+
+    f("name", rec.target());
+    f("msg", rec.msg());
+    f("args", "()");
+    f("levelname", levelname);
+    f("levelno", levelno);
+    f("pathname", pathname);
+    f("filename", filename);
+    f("module", module);
+    f("exc_info", rec.exc_info().unwrap_or(NONE));
+    f("exc_text", rec.exc_text().unwrap_or(NONE));
+    f("stack_info", NONE);
+    f("lineno", num.display(rec.line.unwrap_or(0)));
+    f("funcName", "(unknown function)");
+    // Python 3.13: created = ns / 1e9; msecs = (ns % 1e9) // 1e6 + 0.0;
+    // relativeCreated = (ns - start) / 1e6. One clock reading for all three.
+    let ns = rec.created_ns;
+    f("created", num.py_float(ns as f64 / 1e9));
+    f("msecs", num.py_float(((ns % 1_000_000_000) / 1_000_000) as f64));
+    let relative = ns as i128 - statics.start_ns as i128;
+    f("relativeCreated", num.py_float(relative as f64 / 1e6));
+    f("thread", num.display(rec.thread_ident));
+    f("threadName", rec.thread_name());
+    f("processName", &statics.process_name);
+    f("process", &statics.process);
+    f("taskName", NONE);
+    if let Some(hostname) = &statics.hostname {
+        f("hostname", hostname);
+    }
+    for (key, value) in rec.key_values() {
+        f(key, value);
+    }
+}
+
+/// The fields of one record, serializable as a map in wire order.
+pub(crate) struct Fields<'a> {
+    pub(crate) rec: &'a Captured,
+    pub(crate) statics: &'a Statics,
+}
+
+impl Serialize for Fields<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        let mut result = Ok(());
+        for_each_field(self.rec, self.statics, &mut |key, value| {
+            if result.is_ok() {
+                result = map.serialize_entry(key, value);
+            }
+        });
+        result?;
+        map.end()
+    }
+}
+
+/// Appends the form-urlencoded fields of `rec` to `out`, right after what it holds.
+pub(crate) fn encode_form(rec: &Captured, statics: &Statics, out: &mut String) {
+    let start = out.len();
+    let mut form = form_urlencoded::Serializer::for_suffix(out, start);
+    let fields = Fields { rec, statics };
+    // Serializing string pairs into a String cannot fail.
+    let _ = fields.serialize(serde_urlencoded::Serializer::new(&mut form));
+    form.finish();
+}
+
+/// A float as Python's `repr` writes it: shortest round-trip digits, always with a `.` or an
+/// exponent, an exponent when it is below -4 or at least 16 (`1e-05`, `1e+16`).
+pub(crate) fn write_py_float(out: &mut impl Write, x: f64) -> fmt::Result {
+    if x.is_nan() {
+        return out.write_str("nan");
+    }
+    if x.is_infinite() {
+        return out.write_str(if x > 0.0 { "inf" } else { "-inf" });
+    }
+    if x == 0.0 {
+        return out.write_str(if x.is_sign_negative() { "-0.0" } else { "0.0" });
+    }
+    let mut sci = Small::new();
+    write!(sci, "{:e}", x.abs())?;
+    let sci = sci.as_str();
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((sci, "0"));
+    let exp: i32 = exp.parse().map_err(|_| fmt::Error)?;
+    let mut digits = Small::new();
+    for c in mantissa.chars().filter(|c| *c != '.') {
+        digits.write_char(c)?;
+    }
+    let digits = digits.as_str();
+    if x < 0.0 {
+        out.write_char('-')?;
+    }
+    let point = exp + 1; // digits before the decimal point
+    if !(-4 < point && point <= 16) {
+        out.write_str(&digits[..1])?;
+        if digits.len() > 1 {
+            write!(out, ".{}", &digits[1..])?;
+        }
+        let sign = if exp < 0 { '-' } else { '+' };
+        write!(out, "e{sign}{:02}", exp.unsigned_abs())
+    } else if point <= 0 {
+        out.write_str("0.")?;
+        for _ in 0..-point {
+            out.write_char('0')?;
+        }
+        out.write_str(digits)
+    } else if point as usize >= digits.len() {
+        out.write_str(digits)?;
+        for _ in 0..point as usize - digits.len() {
+            out.write_char('0')?;
+        }
+        out.write_str(".0")
+    } else {
+        let (int, frac) = digits.split_at(point as usize);
+        write!(out, "{int}.{frac}")
+    }
+}
+
+/// A small text buffer on the stack, for numbers.
+struct Small {
+    buf: [u8; 48],
+    len: usize,
+}
+
+impl Small {
+    fn new() -> Small {
+        Small {
+            buf: [0; 48],
+            len: 0,
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
+    }
+
+    fn display(&mut self, n: impl fmt::Display) -> &str {
+        self.len = 0;
+        let _ = write!(self, "{n}");
+        self.as_str()
+    }
+
+    fn py_float(&mut self, x: f64) -> &str {
+        self.len = 0;
+        let _ = write_py_float(self, x);
+        self.as_str()
+    }
+}
+
+impl Write for Small {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let end = self.len + s.len();
+        let dst = self.buf.get_mut(self.len..end).ok_or(fmt::Error)?;
+        dst.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use log::kv;
+
+    fn py(x: f64) -> String {
+        let mut s = String::new();
+        write_py_float(&mut s, x).unwrap();
+        s
+    }
+
+    #[test]
+    fn floats_are_written_as_python_repr() {
+        // Expected values are what CPython 3.13's repr() prints for the same doubles.
+        let cases: &[(f64, &str)] = &[
+            (1795459310.47537, "1795459310.47537"),
+            (1795459757.6564763, "1795459757.6564763"),
+            (475.0, "475.0"),
+            (0.0, "0.0"),
+            (-0.0, "-0.0"),
+            (16.842636, "16.842636"),
+            (0.0001, "0.0001"),
+            (0.00001, "1e-05"),
+            (0.000123, "0.000123"),
+            (0.0000123, "1.23e-05"),
+            (1e15, "1000000000000000.0"),
+            (1e16, "1e+16"),
+            (1.5e16, "1.5e+16"),
+            (123456789012345.6, "123456789012345.6"),
+            (0.1, "0.1"),
+            (1.0 / 3.0, "0.3333333333333333"),
+            (-2.5, "-2.5"),
+            (1e300, "1e+300"),
+            (5e-324, "5e-324"),
+            (f64::INFINITY, "inf"),
+            (f64::NEG_INFINITY, "-inf"),
+            (f64::NAN, "nan"),
+        ];
+        for &(x, want) in cases {
+            assert_eq!(py(x), want, "{x:e}");
+        }
+    }
+
+    fn statics() -> Statics {
+        Statics {
+            process: "4242".into(),
+            process_name: "svc".into(),
+            hostname: Some("box-1".into()),
+            start_ns: 1_795_459_757_000_000_000,
+        }
+    }
+
+    fn captured(kvs: &dyn kv::Source, file: Option<&'static str>, module: Option<&'static str>) -> Captured {
+        let mut rec = Captured::capture(
+            &log::Record::builder()
+                .args(format_args!("a {} b {}", "x", 3))
+                .level(log::Level::Warn)
+                .target("app::net")
+                .file_static(file)
+                .line(Some(7))
+                .module_path_static(module)
+                .key_values(kvs)
+                .build(),
+            1 << 20,
+        );
+        rec.created_ns = 1_795_459_757_656_476_300;
+        rec.thread_ident = 140313281182592;
+        rec
+    }
+
+    fn fields(rec: &Captured, statics: &Statics) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for_each_field(rec, statics, &mut |k, v| out.push((k.to_owned(), v.to_owned())));
+        out
+    }
+
+    #[test]
+    fn golden_field_list() {
+        let kvs = [("user", kv::Value::from("ann")), ("name", kv::Value::from("dup"))];
+        let rec = captured(&kvs, Some("src/net/mod.rs"), Some("app::net"));
+        let got = fields(&rec, &statics());
+        let thread_name = rec.thread_name().to_owned();
+        let want: Vec<(String, String)> = [
+            ("name", "app::net"),
+            ("msg", "a x b 3"),
+            ("args", "()"),
+            ("levelname", "WARNING"),
+            ("levelno", "30"),
+            ("pathname", "src/net/mod.rs"),
+            ("filename", "mod.rs"),
+            ("module", "net"),
+            ("exc_info", "None"),
+            ("exc_text", "None"),
+            ("stack_info", "None"),
+            ("lineno", "7"),
+            ("funcName", "(unknown function)"),
+            ("created", "1795459757.6564765"),
+            ("msecs", "656.0"),
+            ("relativeCreated", "656.4763"),
+            ("thread", "140313281182592"),
+            ("threadName", thread_name.as_str()),
+            ("processName", "svc"),
+            ("process", "4242"),
+            ("taskName", "None"),
+            ("hostname", "box-1"),
+            ("user", "ann"),
+            ("kv_name", "dup"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(got, want);
+        let keys: Vec<&str> = got.iter().take(22).map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, STANDARD_KEYS);
+    }
+
+    #[test]
+    fn unknown_file_and_module_and_no_hostname() {
+        let kvs: &[(&str, &str)] = &[];
+        let mut s = statics();
+        s.hostname = None;
+        let rec = captured(&kvs, None, None);
+        let got = fields(&rec, &s);
+        let get = |k: &str| got.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("pathname"), Some("(unknown file)"));
+        assert_eq!(get("filename"), Some("(unknown file)"));
+        assert_eq!(get("module"), Some("Unknown module"));
+        assert_eq!(get("hostname"), None);
+        assert_eq!(got.len(), 21);
+
+        let rec = captured(&kvs, Some("C:\\src\\main.rs"), None);
+        let got = fields(&rec, &s);
+        let get = |k: &str| got.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("filename"), Some("main.rs"));
+        assert_eq!(get("module"), Some("main"));
+    }
+
+    #[test]
+    fn levels_map_to_python_names_and_numbers() {
+        use log::Level::*;
+        let got: Vec<_> = [Error, Warn, Info, Debug, Trace]
+            .into_iter()
+            .map(level_name_and_number)
+            .collect();
+        assert_eq!(
+            got,
+            [("ERROR", "40"), ("WARNING", "30"), ("INFO", "20"), ("DEBUG", "10"), ("TRACE", "5")]
+        );
+    }
+
+    #[test]
+    fn form_encoding_round_trips_special_characters() {
+        let nasty = "h\u{e9}llo \u{4e16}\u{754c} & a=b %41 +plus ~tilde/slash \"q\" \r\n\0 \u{1F600}";
+        let kvs = [("k&=", kv::Value::from(nasty))];
+        let rec = captured(&kvs, Some("src/lib.rs"), Some("app"));
+        let mut body = String::new();
+        encode_form(&rec, &statics(), &mut body);
+        assert!(body.starts_with("name=app%3A%3Anet&msg=a+x+b+3&args=%28%29&levelname=WARNING&"), "{body}");
+        let decoded: Vec<(String, String)> = form_urlencoded::parse(body.as_bytes()).into_owned().collect();
+        assert_eq!(decoded, fields(&rec, &statics()));
+        assert_eq!(decoded.last().map(|(k, v)| (k.as_str(), v.as_str())), Some(("k&=", nasty)));
+    }
+
+    #[test]
+    fn form_encoding_appends_after_a_query() {
+        let kvs: &[(&str, &str)] = &[];
+        let rec = captured(&kvs, None, None);
+        let mut url = String::from("http://h/log?src=app&");
+        encode_form(&rec, &statics(), &mut url);
+        assert!(url.starts_with("http://h/log?src=app&name=app%3A%3Anet&msg="), "{url}");
+        let mut url = String::from("http://h/log?");
+        encode_form(&rec, &statics(), &mut url);
+        assert!(url.starts_with("http://h/log?name="), "{url}");
+    }
+}

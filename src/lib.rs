@@ -1,0 +1,104 @@
+//! A [`log::Log`] that sends every record to an HTTP receiver as form fields: a drop-in for
+//! Python's [`logging.handlers.HTTPHandler`](https://docs.python.org/3/library/logging.handlers.html#httphandler)
+//! that never blocks the caller.
+//!
+//! Receivers built for Python's handler work unchanged, and get better fields: the message
+//! formatted, an error with its whole cause chain, the record's key-values as extra fields.
+//!
+//! # Quick start
+//!
+//! ```no_run
+//! use http_logger::{HttpLogger, Method};
+//!
+//! # fn main() -> Result<(), http_logger::Error> {
+//! HttpLogger::init("localhost:8000", "/", Method::Post)?;
+//! log::info!("user {} logged in", "ann");
+//! # Ok(()) }
+//! ```
+//!
+//! Everything else is set on the [`Builder`]:
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use http_logger::{HttpLogger, Method};
+//!
+//! # fn main() -> Result<(), http_logger::Error> {
+//! HttpLogger::builder("logs.internal:8080", "/log?app=billing")
+//!     .method(Method::Get)
+//!     .level(log::LevelFilter::Debug)
+//!     .timeout(Duration::from_secs(3))
+//!     .init()?;
+//! # Ok(()) }
+//! ```
+//!
+//! # The wire format
+//!
+//! One request per record. [`Method::Post`] sends an `application/x-www-form-urlencoded`
+//! body; [`Method::Get`] sends the same fields as the query string. The fields, in order, are
+//! the 21 of a Python 3.12+ `LogRecord` (`name`, `msg`, `args`, `levelname`, `levelno`,
+//! `pathname`, `filename`, `module`, `exc_info`, `exc_text`, `stack_info`, `lineno`,
+//! `funcName`, `created`, `msecs`, `relativeCreated`, `thread`, `threadName`, `processName`,
+//! `process`, `taskName`), then `hostname`, then the record's key-values:
+//!
+//! - `msg` is the formatted message. An error captured with `:err`
+//!   (`log::error!(err:err; "save failed")`) is appended with its causes,
+//!   `save failed: could not save: disk full`, and fills `exc_info` (its `Debug`) and
+//!   `exc_text` (one cause per line, as `anyhow` prints it). Its own key-value carries the
+//!   one-line chain.
+//! - `args` is `()`; `funcName` is `(unknown function)`; `taskName` and `stack_info` are `None`;
+//!   levels are `ERROR`/40, `WARNING`/30, `INFO`/20, `DEBUG`/10, `TRACE`/5.
+//! - `created`, `msecs`, `relativeCreated` come from one clock reading and are written as
+//!   Python writes floats.
+//! - A key-value whose key is a standard field (`name`, `msg`, ..., `hostname`) is sent as
+//!   `kv_<key>`: it never overwrites a standard field.
+//!
+//! # Delivery and shutdown
+//!
+//! A `log!` call formats the record, puts it on a bounded queue and returns. One worker
+//! thread, named `http-logger`, delivers records in order over a kept-alive connection, with
+//! a [connect](Builder::connect_timeout) and a [whole-request](Builder::timeout) timeout.
+//! A 2xx answer is delivered; a connection error, a timeout, 408, 429 or a 5xx other than 501
+//! is retried with capped, jittered exponential backoff (honouring `Retry-After`) within a
+//! [retry budget](Builder::retry_budget); any other answer rejects the record at once. When the
+//! queue is full the new record is dropped (or, with [`Overflow::Block`], the caller waits up to
+//! a bound). [`Stats`] counts every record: sent, dropped, failed, or still queued. After a
+//! loss, the next delivery is followed by one `WARNING` record saying how many were lost and
+//! why.
+//!
+//! [`log::Log::flush`] waits until every record logged before it was delivered or given up,
+//! at most the [shutdown timeout](Builder::shutdown_timeout). An installed logger delivers
+//! what it holds when `main` returns or [`std::process::exit`] is called, with no call from
+//! the program and waiting at most the shutdown timeout. A process killed by a signal loses
+//! its queue.
+//!
+//! The worker's own records, and those of its HTTP stack (targets `ureq`, `ureq_proto`,
+//! `rustls`, `http_logger`), are never sent: ureq logs request heads at TRACE, credentials
+//! included.
+//!
+//! # Minimum supported Rust version
+//!
+//! Rust 1.85 (edition 2024), as ureq 3 requires.
+
+#![deny(missing_docs)]
+#![deny(unsafe_code)]
+#![warn(missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
+
+mod builder;
+mod endpoint;
+mod error;
+mod fields;
+mod logger;
+mod record;
+mod stats;
+mod sys;
+mod transport;
+mod worker;
+
+pub use builder::{
+    Builder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_LEVEL, DEFAULT_MAX_BACKOFF, DEFAULT_MAX_RECORD_BYTES,
+    DEFAULT_MIN_BACKOFF, DEFAULT_QUEUE_CAPACITY, DEFAULT_RETRY_ATTEMPTS, DEFAULT_RETRY_TIME,
+    DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_TIMEOUT, Method, Overflow,
+};
+pub use error::{Error, ErrorKind};
+pub use logger::{HttpLogger, stats};
+pub use stats::Stats;

@@ -1,0 +1,229 @@
+//! The `log::Log` implementation: filter, capture, enqueue. Never any I/O.
+
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{SendTimeoutError, Sender, TrySendError};
+
+use crate::builder::Builder;
+use crate::error::{Error, ErrorKind};
+use crate::record::Captured;
+use crate::stats::{Counters, Stats};
+use crate::worker::{Shared, in_worker};
+use crate::{Method, Overflow};
+
+/// A [`log::Log`] that sends each record to an HTTP receiver as the form fields of Python's
+/// `logging.handlers.HTTPHandler`.
+///
+/// A `log!` call formats the record, hands it to a bounded queue and returns: it never waits
+/// for the network. A background worker thread delivers the records in order over a
+/// kept-alive connection.
+///
+/// Install one with [`HttpLogger::init`] or [`Builder::init`]; records logged before `main`
+/// returns (or before [`std::process::exit`]) are then delivered at exit, waiting at most the
+/// [shutdown timeout](Builder::shutdown_timeout). Or [`build`](Builder::build) one to use
+/// without installing it (to put behind another logger, or in tests): dropping it delivers
+/// what it holds, waiting at most the shutdown timeout.
+///
+/// ```no_run
+/// use http_logger::{HttpLogger, Method};
+///
+/// # fn main() -> Result<(), http_logger::Error> {
+/// HttpLogger::init("localhost:8000", "/", Method::Post)?;
+/// log::info!("user {} logged in", "ann");
+/// # Ok(()) }
+/// ```
+pub struct HttpLogger {
+    pub(crate) level: log::LevelFilter,
+    pub(crate) tx: Sender<Captured>,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) overflow: Overflow,
+    pub(crate) max_record_bytes: usize,
+    pub(crate) shutdown_timeout: Duration,
+    /// For `Debug`: where records go, without any credential.
+    pub(crate) destination: String,
+    pub(crate) method: Method,
+}
+
+/// The installed logger's state, for [`stats`](crate::stats) and the exit hook.
+static INSTALLED: OnceLock<(Arc<Shared>, Duration)> = OnceLock::new();
+
+/// Targets whose records are never sent: our own, and our HTTP stack's (ureq dumps request
+/// heads, `Authorization` included, at TRACE).
+const OWN_STACK: [&str; 4] = ["http_logger", "ureq", "ureq_proto", "rustls"];
+
+fn is_own_stack(target: &str) -> bool {
+    OWN_STACK.iter().any(|own| {
+        target
+            .strip_prefix(own)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
+    })
+}
+
+impl HttpLogger {
+    /// Installs a logger sending to `host` (`name`, `name:port` or `[v6]:port`) at `url` (a path
+    /// starting with `/`, with a query if wanted) with `method`, every other setting at its
+    /// default. The shorthand for `HttpLogger::builder(host, url).method(method).init()`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Builder::init`]: a malformed host or url, or a logger already installed.
+    ///
+    /// ```no_run
+    /// use http_logger::{HttpLogger, Method};
+    ///
+    /// # fn main() -> Result<(), http_logger::Error> {
+    /// HttpLogger::init("localhost:8000", "/", Method::Post)?;
+    /// log::warn!("disk {}% full", 91);
+    /// # Ok(()) }
+    /// ```
+    pub fn init(host: &str, url: &str, method: Method) -> Result<(), Error> {
+        Self::builder(host, url).method(method).init()
+    }
+
+    /// A [`Builder`] for a logger sending to `host` at `url`, with every setting at its default.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use http_logger::{HttpLogger, Method};
+    ///
+    /// # fn main() -> Result<(), http_logger::Error> {
+    /// let logger = HttpLogger::builder("127.0.0.1:8000", "/log")
+    ///     .method(Method::Get)
+    ///     .level(log::LevelFilter::Debug)
+    ///     .timeout(Duration::from_secs(2))
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn builder(host: impl Into<String>, url: impl Into<String>) -> Builder {
+        Builder::new(host.into(), url.into())
+    }
+
+    /// A snapshot of this logger's counters.
+    pub fn stats(&self) -> Stats {
+        self.shared.stats()
+    }
+
+    /// Waits until every record logged before the call is delivered or given up, at most
+    /// `timeout`. Returns whether everything was. [`log::Log::flush`] does the same with the
+    /// shutdown timeout.
+    pub fn flush_timeout(&self, timeout: Duration) -> bool {
+        self.shared.flush(Instant::now() + timeout)
+    }
+
+    pub(crate) fn install(self) -> Result<(), Error> {
+        let shared = self.shared.clone();
+        let level = self.level;
+        let shutdown_timeout = self.shutdown_timeout;
+        log::set_boxed_logger(Box::new(self)).map_err(|e| {
+            Error::new(
+                ErrorKind::AlreadyInitialized,
+                "a logger is already installed for the log crate",
+            )
+            .with_source(e)
+        })?;
+        log::set_max_level(level);
+        // set_boxed_logger succeeds once per process, so this is the first and only set.
+        let _ = INSTALLED.set((shared, shutdown_timeout));
+        crate::sys::at_exit(deliver_at_exit);
+        Ok(())
+    }
+}
+
+/// Runs at normal exit: delivers what the installed logger holds, within its shutdown timeout.
+extern "C" fn deliver_at_exit() {
+    // Unwinding out of an `extern "C"` fn aborts; a panic here must not.
+    let _ = std::panic::catch_unwind(|| {
+        if let Some((shared, timeout)) = INSTALLED.get() {
+            shared.flush(Instant::now() + *timeout);
+        }
+    });
+}
+
+/// A snapshot of the installed logger's counters, or `None` when no `HttpLogger` was installed
+/// with [`HttpLogger::init`] or [`Builder::init`].
+///
+/// ```no_run
+/// # fn main() -> Result<(), http_logger::Error> {
+/// http_logger::HttpLogger::init("localhost:8000", "/", http_logger::Method::Post)?;
+/// log::info!("hello");
+/// if let Some(stats) = http_logger::stats() {
+///     eprintln!("{} sent, {} dropped, {} failed", stats.sent, stats.dropped, stats.failed);
+/// }
+/// # Ok(()) }
+/// ```
+pub fn stats() -> Option<Stats> {
+    INSTALLED.get().map(|(shared, _)| shared.stats())
+}
+
+impl log::Log for HttpLogger {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= self.level && !is_own_stack(metadata.target()) && !in_worker()
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let counters = &self.shared.counters;
+        Counters::add(&counters.logged);
+        let rec = Captured::capture(record, self.max_record_bytes);
+        if rec.truncated {
+            Counters::add(&counters.truncated);
+        }
+        let queued = match self.overflow {
+            Overflow::Drop => self.tx.try_send(rec).map_err(|e| match e {
+                TrySendError::Full(_) | TrySendError::Disconnected(_) => (),
+            }),
+            Overflow::Block(wait) => self.tx.send_timeout(rec, wait).map_err(|e| match e {
+                SendTimeoutError::Timeout(_) | SendTimeoutError::Disconnected(_) => (),
+            }),
+        };
+        match queued {
+            Ok(()) => Counters::add(&self.shared.enqueued),
+            Err(()) => Counters::add(&counters.dropped),
+        }
+    }
+
+    /// Waits until every record logged before the call is delivered or given up, at most the
+    /// [shutdown timeout](Builder::shutdown_timeout).
+    fn flush(&self) {
+        self.flush_timeout(self.shutdown_timeout);
+    }
+}
+
+impl Drop for HttpLogger {
+    /// Delivers what is queued, waiting at most the shutdown timeout, then gives up the rest.
+    /// (An installed logger is never dropped: the exit hook does this instead.)
+    fn drop(&mut self) {
+        self.shared.flush(Instant::now() + self.shutdown_timeout);
+        self.shared.abandon();
+    }
+}
+
+impl fmt::Debug for HttpLogger {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpLogger")
+            .field("destination", &self.destination)
+            .field("method", &self.method)
+            .field("level", &self.level)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_stack_targets_are_recognised_by_whole_segment() {
+        for t in ["ureq", "ureq::pool", "ureq_proto::client", "rustls::conn", "http_logger"] {
+            assert!(is_own_stack(t), "{t}");
+        }
+        for t in ["ureqx", "my_app::ureq", "rustlsish", "http_logger_ext", "app"] {
+            assert!(!is_own_stack(t), "{t}");
+        }
+    }
+}

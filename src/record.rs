@@ -1,0 +1,482 @@
+//! What a `log!` call captures on the caller's thread: everything tied to the call (the
+//! formatted message, the key-values, the error chain, the clock, the thread), rendered into a
+//! single buffer so the record can outlive the call. Encoding happens later, on the worker.
+
+use std::error::Error as StdError;
+use std::fmt::{self, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use log::kv::{self, VisitSource};
+
+use crate::fields::is_standard_key;
+
+/// Appended to a piece of text cut at the record size limit.
+pub(crate) const TRUNCATION_MARKER: &str = " [truncated by http-logger]";
+
+/// The deepest `source()` chain rendered; deeper causes (or a cycle) are cut.
+const MAX_CHAIN: usize = 64;
+
+/// A piece of text in [`Captured::buf`], or a `&'static str` the record already had.
+#[derive(Debug, Clone, Copy)]
+enum Text {
+    Static(&'static str),
+    Span(u32, u32),
+}
+
+/// One log record, captured at call time and owned.
+#[derive(Debug)]
+pub(crate) struct Captured {
+    pub(crate) level: log::Level,
+    pub(crate) line: Option<u32>,
+    /// Nanoseconds since the Unix epoch, one clock reading.
+    pub(crate) created_ns: u64,
+    pub(crate) thread_ident: u64,
+    /// Whether a part of the record was cut at the size limit.
+    pub(crate) truncated: bool,
+    buf: String,
+    target: Text,
+    msg: Text,
+    file: Option<Text>,
+    module_path: Option<Text>,
+    thread_name: Text,
+    /// `exc_info` and `exc_text` of the first error among the key-values.
+    error: Option<(Text, Text)>,
+    kvs: Vec<(Text, Text)>,
+}
+
+impl Captured {
+    /// Captures `record`, keeping at most about `limit` bytes of text.
+    pub(crate) fn capture(record: &log::Record<'_>, limit: usize) -> Captured {
+        let mut w = Writer {
+            buf: String::with_capacity(128),
+            remaining: limit.min(u32::MAX as usize / 2),
+            truncated: false,
+        };
+        let created_ns = now_ns();
+        let kvs_source = record.key_values();
+        let has_error = kvs_source.count() > 0 && with_first_error(kvs_source, |_| ());
+
+        let msg = match record.args().as_str() {
+            Some(s) if !has_error && s.len() <= w.remaining => {
+                w.remaining -= s.len();
+                Text::Static(s)
+            }
+            _ => w.field(|w| {
+                w.write_fmt(*record.args())?;
+                let mut result = Ok(());
+                with_first_error(kvs_source, |err| {
+                    result = w.write_str(": ").and_then(|()| write_chain_line(w, err));
+                });
+                result
+            }),
+        };
+        let target = w.field(|w| w.write_str(record.target()));
+        let file = match (record.file_static(), record.file()) {
+            (Some(s), _) => Some(Text::Static(s)),
+            (None, Some(s)) => Some(w.field(|w| w.write_str(s))),
+            (None, None) => None,
+        };
+        let module_path = match (record.module_path_static(), record.module_path()) {
+            (Some(s), _) => Some(Text::Static(s)),
+            (None, Some(s)) => Some(w.field(|w| w.write_str(s))),
+            (None, None) => None,
+        };
+        let (thread_ident, thread_name) = THREAD
+            .try_with(|t| (t.ident, w.field(|w| w.write_str(&t.name))))
+            .unwrap_or_else(|_| {
+                let t = ThreadInfo::current();
+                (t.ident, w.field(|w| w.write_str(&t.name)))
+            });
+        let mut error = None;
+        if has_error {
+            with_first_error(kvs_source, |err| {
+                let info = w.field(|w| write!(w, "{err:?}"));
+                let text = w.field(|w| write_chain_text(w, err));
+                error = Some((info, text));
+            });
+        }
+        let mut kvs = KvCapture {
+            w: &mut w,
+            kvs: Vec::new(),
+        };
+        // Our visitor never fails; a source that fails keeps what it gave so far.
+        let _ = kvs_source.visit(&mut kvs);
+        let kvs = kvs.kvs;
+
+        Captured {
+            level: record.level(),
+            line: record.line(),
+            created_ns,
+            thread_ident,
+            truncated: w.truncated,
+            buf: w.buf,
+            target,
+            msg,
+            file,
+            module_path,
+            thread_name,
+            error,
+            kvs,
+        }
+    }
+
+    fn text(&self, t: Text) -> &str {
+        match t {
+            Text::Static(s) => s,
+            Text::Span(start, end) => &self.buf[start as usize..end as usize],
+        }
+    }
+
+    pub(crate) fn target(&self) -> &str {
+        self.text(self.target)
+    }
+
+    /// The formatted message, followed by the error chain on one line when there is an error.
+    pub(crate) fn msg(&self) -> &str {
+        self.text(self.msg)
+    }
+
+    pub(crate) fn file(&self) -> Option<&str> {
+        self.file.map(|t| self.text(t))
+    }
+
+    pub(crate) fn module_path(&self) -> Option<&str> {
+        self.module_path.map(|t| self.text(t))
+    }
+
+    pub(crate) fn thread_name(&self) -> &str {
+        self.text(self.thread_name)
+    }
+
+    /// The `Debug` rendering of the record's error.
+    pub(crate) fn exc_info(&self) -> Option<&str> {
+        self.error.map(|(info, _)| self.text(info))
+    }
+
+    /// The record's error and its causes, one per line.
+    pub(crate) fn exc_text(&self) -> Option<&str> {
+        self.error.map(|(_, text)| self.text(text))
+    }
+
+    /// The key-values in the record's order, keys already moved off the standard fields.
+    pub(crate) fn key_values(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.kvs.iter().map(|&(k, v)| (self.text(k), self.text(v)))
+    }
+}
+
+/// Writes into the record's buffer, cutting text at the size limit.
+struct Writer {
+    buf: String,
+    remaining: usize,
+    truncated: bool,
+}
+
+impl Writer {
+    /// Writes one piece of text and returns where it is. A piece cut at the limit ends with
+    /// [`TRUNCATION_MARKER`].
+    fn field(&mut self, f: impl FnOnce(&mut Writer) -> fmt::Result) -> Text {
+        let start = self.buf.len();
+        let was_truncated = self.truncated;
+        // A Display impl that returns an error leaves what it wrote; that is all we can send.
+        let _ = f(self);
+        if self.truncated && !was_truncated {
+            self.buf.push_str(TRUNCATION_MARKER);
+        }
+        Text::Span(start as u32, self.buf.len() as u32)
+    }
+}
+
+impl fmt::Write for Writer {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        if s.len() <= self.remaining {
+            self.buf.push_str(s);
+            self.remaining -= s.len();
+        } else {
+            let mut cut = self.remaining;
+            while !s.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            self.buf.push_str(&s[..cut]);
+            self.remaining = 0;
+            self.truncated = true;
+        }
+        Ok(())
+    }
+}
+
+struct KvCapture<'w> {
+    w: &'w mut Writer,
+    kvs: Vec<(Text, Text)>,
+}
+
+impl<'kvs> VisitSource<'kvs> for KvCapture<'_> {
+    fn visit_pair(&mut self, key: kv::Key<'kvs>, value: kv::Value<'kvs>) -> Result<(), kv::Error> {
+        let key = key.as_str();
+        let key = self.w.field(|w| {
+            if is_standard_key(key) {
+                w.write_str(KV_PREFIX)?;
+            }
+            w.write_str(key)
+        });
+        let value = self.w.field(|w| match value.to_borrowed_error() {
+            Some(err) => write_chain_line(w, err),
+            None => write!(w, "{value}"),
+        });
+        self.kvs.push((key, value));
+        Ok(())
+    }
+}
+
+/// The prefix given to a key-value whose key is one of the standard fields.
+pub(crate) const KV_PREFIX: &str = "kv_";
+
+/// Calls `f` with the first key-value captured with `:err`, if any. Returns whether there was one.
+fn with_first_error(
+    source: &dyn kv::Source,
+    f: impl FnOnce(&(dyn StdError + 'static)),
+) -> bool {
+    struct Find<F>(Option<F>);
+    impl<'kvs, F: FnOnce(&(dyn StdError + 'static))> VisitSource<'kvs> for Find<F> {
+        fn visit_pair(&mut self, _: kv::Key<'kvs>, value: kv::Value<'kvs>) -> Result<(), kv::Error> {
+            if let Some(err) = value.to_borrowed_error() {
+                if let Some(f) = self.0.take() {
+                    f(err);
+                }
+            }
+            Ok(())
+        }
+    }
+    let mut find = Find(Some(f));
+    let _ = source.visit(&mut find);
+    find.0.is_none()
+}
+
+fn causes<'a>(
+    err: &'a (dyn StdError + 'static),
+) -> impl Iterator<Item = &'a (dyn StdError + 'static)> {
+    std::iter::successors(err.source(), |e: &&'a (dyn StdError + 'static)| (*e).source()).take(MAX_CHAIN)
+}
+
+/// `error: cause: cause`, on one line.
+fn write_chain_line(w: &mut impl Write, err: &(dyn StdError + 'static)) -> fmt::Result {
+    write!(w, "{err}")?;
+    for cause in causes(err) {
+        write!(w, ": {cause}")?;
+    }
+    Ok(())
+}
+
+/// `error\n\nCaused by:\n    0: cause\n    1: cause`, as `anyhow` prints a chain.
+fn write_chain_text(w: &mut impl Write, err: &(dyn StdError + 'static)) -> fmt::Result {
+    write!(w, "{err}")?;
+    for (i, cause) in causes(err).enumerate() {
+        if i == 0 {
+            w.write_str("\n\nCaused by:")?;
+        }
+        write!(w, "\n    {i}: {cause}")?;
+    }
+    Ok(())
+}
+
+pub(crate) fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// The calling thread's identity, looked up once per thread.
+struct ThreadInfo {
+    ident: u64,
+    name: Box<str>,
+}
+
+thread_local! {
+    static THREAD: ThreadInfo = ThreadInfo::current();
+}
+
+impl ThreadInfo {
+    fn current() -> ThreadInfo {
+        static UNNAMED: AtomicU64 = AtomicU64::new(1);
+        let name = match std::thread::current().name() {
+            Some(name) => name.into(),
+            None => format!("Thread-{}", UNNAMED.fetch_add(1, Ordering::Relaxed)).into(),
+        };
+        ThreadInfo {
+            ident: crate::sys::thread_ident(),
+            name,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io;
+
+    #[derive(Debug)]
+    struct Wrapped {
+        msg: &'static str,
+        source: Option<Box<dyn StdError + 'static>>,
+    }
+    impl fmt::Display for Wrapped {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(self.msg)
+        }
+    }
+    impl StdError for Wrapped {
+        fn source(&self) -> Option<&(dyn StdError + 'static)> {
+            self.source.as_deref()
+        }
+    }
+
+    fn chain() -> Wrapped {
+        Wrapped {
+            msg: "could not save user",
+            source: Some(Box::new(Wrapped {
+                msg: "database write failed",
+                source: Some(Box::new(io::Error::other("disk full"))),
+            })),
+        }
+    }
+
+    fn capture_with(
+        args: fmt::Arguments<'_>,
+        kvs: &dyn kv::Source,
+        limit: usize,
+    ) -> Captured {
+        Captured::capture(
+            &log::Record::builder()
+                .args(args)
+                .level(log::Level::Error)
+                .target("app::db")
+                .file(Some("src/db.rs"))
+                .line(Some(42))
+                .module_path(Some("app::db"))
+                .key_values(kvs)
+                .build(),
+            limit,
+        )
+    }
+
+    #[test]
+    fn message_is_formatted_and_metadata_kept() {
+        let user = "ann";
+        let kvs: &[(&str, &str)] = &[];
+        let c = capture_with(format_args!("user {user} logged in, {} tries", 3), &kvs, 1 << 20);
+        assert_eq!(c.msg(), "user ann logged in, 3 tries");
+        assert_eq!(c.target(), "app::db");
+        assert_eq!(c.file(), Some("src/db.rs"));
+        assert_eq!(c.module_path(), Some("app::db"));
+        assert_eq!(c.line, Some(42));
+        assert_eq!(c.level, log::Level::Error);
+        assert_eq!(c.exc_info(), None);
+        assert!(!c.truncated);
+        assert_eq!(c.key_values().count(), 0);
+    }
+
+    #[test]
+    fn error_chain_goes_to_msg_exc_info_exc_text_and_its_key_value() {
+        let err = chain();
+        let kvs = [
+            ("user", kv::Value::from("ann")),
+            ("err", kv::Value::from_dyn_error(&err)),
+        ];
+        let c = capture_with(format_args!("save failed"), &kvs, 1 << 20);
+        assert_eq!(
+            c.msg(),
+            "save failed: could not save user: database write failed: disk full"
+        );
+        assert_eq!(
+            c.exc_text(),
+            Some(
+                "could not save user\n\nCaused by:\n    0: database write failed\n    1: disk full"
+            )
+        );
+        assert_eq!(c.exc_info(), Some(format!("{err:?}").as_str()));
+        let kvs: Vec<_> = c.key_values().collect();
+        assert_eq!(
+            kvs,
+            [
+                ("user", "ann"),
+                ("err", "could not save user: database write failed: disk full")
+            ]
+        );
+    }
+
+    #[test]
+    fn error_without_cause_has_no_caused_by() {
+        let err = io::Error::other("boom");
+        let kvs = [("e", kv::Value::from_dyn_error(&err))];
+        let c = capture_with(format_args!("x"), &kvs, 1 << 20);
+        assert_eq!(c.msg(), "x: boom");
+        assert_eq!(c.exc_text(), Some("boom"));
+    }
+
+    #[test]
+    fn standard_keys_are_prefixed_others_kept_in_order() {
+        let kvs = [
+            ("msg", kv::Value::from("not the message")),
+            ("zeta", kv::Value::from(1)),
+            ("alpha", kv::Value::from(2.5)),
+            ("hostname", kv::Value::from(true)),
+        ];
+        let c = capture_with(format_args!("m"), &kvs, 1 << 20);
+        let kvs: Vec<_> = c.key_values().collect();
+        assert_eq!(
+            kvs,
+            [
+                ("kv_msg", "not the message"),
+                ("zeta", "1"),
+                ("alpha", "2.5"),
+                ("kv_hostname", "true")
+            ]
+        );
+        assert_eq!(c.msg(), "m");
+    }
+
+    #[test]
+    fn text_past_the_limit_is_cut_on_a_char_boundary_and_marked() {
+        let long = "é".repeat(100); // 200 bytes
+        let kvs: &[(&str, &str)] = &[];
+        let c = capture_with(format_args!("{long}"), &kvs, 51);
+        assert!(c.truncated);
+        let expected = format!("{}{TRUNCATION_MARKER}", "é".repeat(25));
+        assert_eq!(c.msg(), expected);
+        // Nothing else fits: the other pieces are empty, but the record stays well-formed.
+        assert_eq!(c.target(), "");
+    }
+
+    #[test]
+    fn static_message_is_not_copied() {
+        let kvs: &[(&str, &str)] = &[];
+        let c = capture_with(format_args!("plain"), &kvs, 1 << 20);
+        assert!(matches!(c.msg, Text::Static("plain")));
+    }
+
+    #[test]
+    fn thread_name_and_ident() {
+        let kvs: &[(&str, &str)] = &[];
+        let main = capture_with(format_args!("m"), &kvs, 1 << 20);
+        let named = std::thread::Builder::new()
+            .name("worker-7".into())
+            .spawn(|| {
+                let kvs: &[(&str, &str)] = &[];
+                let c = capture_with(format_args!("m"), &kvs, 1 << 20);
+                (c.thread_name().to_owned(), c.thread_ident)
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        let unnamed = std::thread::spawn(|| {
+            let kvs: &[(&str, &str)] = &[];
+            capture_with(format_args!("m"), &kvs, 1 << 20).thread_name().to_owned()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(named.0, "worker-7");
+        assert_ne!(named.1, main.thread_ident);
+        assert!(unnamed.starts_with("Thread-"), "{unnamed}");
+        assert!(unnamed["Thread-".len()..].parse::<u64>().is_ok(), "{unnamed}");
+    }
+}

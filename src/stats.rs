@@ -1,0 +1,74 @@
+//! Delivery accounting.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A snapshot of what a logger did with the records it accepted.
+///
+/// Every record that passes the level filter is counted in [`logged`](Stats::logged) and ends
+/// in exactly one of [`sent`](Stats::sent), [`dropped`](Stats::dropped) or
+/// [`failed`](Stats::failed), or is still [`queued`](Stats::queued):
+/// `logged == sent + dropped + failed + queued`.
+///
+/// ```
+/// # fn main() -> Result<(), http_logger::Error> {
+/// let logger = http_logger::HttpLogger::builder("127.0.0.1:9", "/").build()?;
+/// let stats = logger.stats();
+/// assert_eq!(stats.logged, stats.sent + stats.dropped + stats.failed + stats.queued);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Records accepted by the logger (they passed its level filter).
+    pub logged: u64,
+    /// Records the receiver answered with a 2xx status.
+    pub sent: u64,
+    /// Records dropped because the queue was full (or, with
+    /// [`Overflow::Block`](crate::Overflow::Block), stayed full for the whole wait).
+    pub dropped: u64,
+    /// Records given up: rejected by the receiver (a status that is not retried), out of
+    /// retries, or still undelivered when the logger shut down.
+    pub failed: u64,
+    /// Records in the queue or being delivered.
+    pub queued: u64,
+    /// Retries: attempts beyond the first, over all records.
+    pub retried: u64,
+    /// Records whose text was cut at [`Builder::max_record_bytes`](crate::Builder::max_record_bytes)
+    /// (they are counted in the other fields as usual).
+    pub truncated: u64,
+}
+
+/// The live counters behind [`Stats`].
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) logged: AtomicU64,
+    pub(crate) sent: AtomicU64,
+    pub(crate) dropped: AtomicU64,
+    pub(crate) failed: AtomicU64,
+    pub(crate) retried: AtomicU64,
+    pub(crate) truncated: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn add(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self) -> Stats {
+        // Read the outcomes before `logged`: a record is counted in `logged` before any outcome,
+        // so `queued` never goes below zero.
+        let sent = self.sent.load(Ordering::Acquire);
+        let dropped = self.dropped.load(Ordering::Acquire);
+        let failed = self.failed.load(Ordering::Acquire);
+        let logged = self.logged.load(Ordering::Acquire);
+        Stats {
+            logged,
+            sent,
+            dropped,
+            failed,
+            queued: logged.saturating_sub(sent + dropped + failed),
+            retried: self.retried.load(Ordering::Relaxed),
+            truncated: self.truncated.load(Ordering::Relaxed),
+        }
+    }
+}

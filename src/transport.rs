@@ -1,0 +1,186 @@
+//! One HTTP request per record over ureq's kept-alive connections, and what its outcome means.
+
+use std::time::Duration;
+
+use ureq::http::{HeaderName, HeaderValue};
+
+use crate::Method;
+use crate::endpoint::Endpoint;
+use crate::fields::{Statics, encode_form};
+use crate::record::Captured;
+
+/// The most of a response body read (and thrown away) so the connection can be reused.
+const MAX_RESPONSE_BODY: u64 = 64 * 1024;
+
+/// What became of one attempt.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// A 2xx answer.
+    Delivered,
+    /// Worth another try: a connection error, a timeout, 408, 429 or a 5xx other than 501.
+    Transient {
+        reason: String,
+        retry_after: Option<Duration>,
+    },
+    /// Never worth another try: any other status, or a request that cannot be made.
+    Rejected { reason: String },
+}
+
+/// The settings a transport is made from.
+#[derive(Debug, Clone)]
+pub(crate) struct TransportConfig {
+    pub(crate) endpoint: Endpoint,
+    pub(crate) method: Method,
+    /// Checked at build time; `Authorization` marked sensitive.
+    pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) timeout: Duration,
+    pub(crate) connections: usize,
+}
+
+/// Sends records; owns the request buffer, reused from one record to the next.
+pub(crate) struct Transport {
+    agent: ureq::Agent,
+    config: TransportConfig,
+    /// The POST body, or the whole GET url.
+    buf: String,
+}
+
+impl Transport {
+    pub(crate) fn new(config: TransportConfig) -> Transport {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(config.connect_timeout))
+            .timeout_global(Some(config.timeout))
+            .max_redirects(0)
+            .max_redirects_will_error(false)
+            .max_idle_connections_per_host(config.connections.max(1))
+            .proxy(None)
+            .user_agent(concat!("http-logger/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .new_agent();
+        Transport {
+            agent,
+            config,
+            buf: String::new(),
+        }
+    }
+
+    /// Encodes `rec` for the next [`send`](Transport::send)s.
+    pub(crate) fn prepare(&mut self, rec: &Captured, statics: &Statics) {
+        self.buf.clear();
+        if self.config.method == Method::Get {
+            self.buf.push_str(&self.config.endpoint.base);
+            self.buf.push(self.config.endpoint.query_separator);
+        }
+        encode_form(rec, statics, &mut self.buf);
+    }
+
+    /// Sends the prepared record once.
+    pub(crate) fn send(&self) -> Outcome {
+        let result = match self.config.method {
+            Method::Post => {
+                let mut req = self.agent.post(&self.config.endpoint.base);
+                for (name, value) in &self.config.headers {
+                    req = req.header(name, value);
+                }
+                req.content_type("application/x-www-form-urlencoded")
+                    .send(self.buf.as_bytes())
+            }
+            Method::Get => {
+                let mut req = self.agent.get(&self.buf);
+                for (name, value) in &self.config.headers {
+                    req = req.header(name, value);
+                }
+                req.call()
+            }
+        };
+        match result {
+            Ok(mut response) => {
+                let status = response.status().as_u16();
+                let retry_after = response
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(parse_retry_after);
+                // Read what is left so the connection goes back to the pool. Its content is
+                // of no use; an error here only costs the connection.
+                let _ = response
+                    .body_mut()
+                    .with_config()
+                    .limit(MAX_RESPONSE_BODY)
+                    .read_to_vec();
+                classify_status(status, retry_after)
+            }
+            Err(err) => classify_error(&err),
+        }
+    }
+}
+
+pub(crate) fn classify_status(status: u16, retry_after: Option<Duration>) -> Outcome {
+    match status {
+        200..=299 => Outcome::Delivered,
+        408 | 429 | 500 | 502..=599 => Outcome::Transient {
+            reason: format!("receiver answered {status}"),
+            retry_after,
+        },
+        _ => Outcome::Rejected {
+            reason: format!("receiver answered {status}"),
+        },
+    }
+}
+
+fn classify_error(err: &ureq::Error) -> Outcome {
+    use ureq::Error as E;
+    let reason = err.to_string();
+    match err {
+        E::Io(_) | E::Timeout(_) | E::ConnectionFailed | E::HostNotFound | E::Protocol(_) => {
+            Outcome::Transient {
+                reason,
+                retry_after: None,
+            }
+        }
+        _ => Outcome::Rejected { reason },
+    }
+}
+
+/// `Retry-After` as delta-seconds or an HTTP date.
+pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    let wait = when.signed_duration_since(chrono::Utc::now());
+    Some(wait.to_std().unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_are_delivered_transient_or_rejected() {
+        for s in [200, 201, 204, 299] {
+            assert_eq!(classify_status(s, None), Outcome::Delivered, "{s}");
+        }
+        for s in [408, 429, 500, 502, 503, 504, 599] {
+            assert!(matches!(classify_status(s, None), Outcome::Transient { .. }), "{s}");
+        }
+        for s in [100, 301, 302, 304, 400, 401, 403, 404, 413, 414, 501] {
+            assert!(matches!(classify_status(s, None), Outcome::Rejected { .. }), "{s}");
+        }
+    }
+
+    #[test]
+    fn retry_after_seconds_and_dates() {
+        assert_eq!(parse_retry_after("3"), Some(Duration::from_secs(3)));
+        assert_eq!(parse_retry_after(" 0 "), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT"), Some(Duration::ZERO));
+        let later = (chrono::Utc::now() + chrono::Duration::seconds(120)).to_rfc2822();
+        let wait = parse_retry_after(&later).expect("a date parses");
+        assert!(wait > Duration::from_secs(100) && wait <= Duration::from_secs(120), "{wait:?}");
+        assert_eq!(parse_retry_after("soon"), None);
+        assert_eq!(parse_retry_after("-1"), None);
+    }
+}
