@@ -291,7 +291,7 @@ impl Builder {
     /// over plain HTTP ([`ErrorKind::InsecureCredentials`]), a zero queue capacity
     /// ([`ErrorKind::InvalidConfig`]), or no thread to be had ([`ErrorKind::Spawn`]).
     ///
-    /// ```
+    /// ```no_run
     /// # fn main() -> Result<(), http_logger::Error> {
     /// use log::Log as _;
     ///
@@ -338,8 +338,11 @@ impl Builder {
             .name("http-logger".into())
             .spawn(move || worker.run())
             .map_err(|e| {
-                Error::new(ErrorKind::Spawn, "could not start the http-logger worker thread")
-                    .with_source(e)
+                Error::new(
+                    ErrorKind::Spawn,
+                    "could not start the http-logger worker thread",
+                )
+                .with_source(e)
             })?;
         Ok(HttpLogger {
             level: self.level,
@@ -395,7 +398,8 @@ impl Builder {
             headers.push((header_name, header_value));
         }
         if let Some((user, password)) = &self.credentials {
-            let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+            let token =
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
             let mut value = HeaderValue::from_str(&format!("Basic {token}"))
                 .expect("base64 is a valid header value");
             value.set_sensitive(true);
@@ -447,7 +451,10 @@ impl fmt::Debug for Builder {
             .field("secure", &self.secure)
             .field(
                 "credentials",
-                &self.credentials.as_ref().map(|(user, _)| (user, "<redacted>")),
+                &self
+                    .credentials
+                    .as_ref()
+                    .map(|(user, _)| (user, "<redacted>")),
             )
             .field("credentials_over_http", &self.credentials_over_http)
             .field("headers", &Redacted(&self.headers))
@@ -480,7 +487,10 @@ mod tests {
     fn header_injection_is_refused() {
         let e = err(builder().header("X-Ok", "a\r\nX-Injected: 1"));
         assert_eq!(e.kind(), ErrorKind::InvalidHeader);
-        assert!(!e.to_string().contains("Injected"), "the value is not echoed: {e}");
+        assert!(
+            !e.to_string().contains("Injected"),
+            "the value is not echoed: {e}"
+        );
         let e = err(builder().header("X-Bad\r\nName", "v"));
         assert_eq!(e.kind(), ErrorKind::InvalidHeader);
         let e = err(builder().header("X Space", "v"));
@@ -495,14 +505,28 @@ mod tests {
         assert!(e.to_string().contains("secure(true)"), "{e}");
         let e = err(builder().header("authorization", "Bearer t"));
         assert_eq!(e.kind(), ErrorKind::InsecureCredentials);
-        assert!(builder().credentials("user", "pw").credentials_over_http(true).build().is_ok());
-        assert!(builder().credentials("user", "pw").secure(true).build().is_ok());
+        assert!(
+            builder()
+                .credentials("user", "pw")
+                .credentials_over_http(true)
+                .build()
+                .is_ok()
+        );
+        assert!(
+            builder()
+                .credentials("user", "pw")
+                .secure(true)
+                .build()
+                .is_ok()
+        );
     }
 
     #[test]
     fn basic_credentials_are_encoded_as_python_does() {
         // 009_POST.raw, captured from CPython's HTTPHandler with credentials=('user', 'pässword:x').
-        let b = builder().credentials("user", "pässword:x").credentials_over_http(true);
+        let b = builder()
+            .credentials("user", "pässword:x")
+            .credentials_over_http(true);
         let headers = b.checked_headers().unwrap();
         let (name, value) = headers.last().unwrap();
         assert_eq!(name, "authorization");
@@ -522,12 +546,18 @@ mod tests {
         assert!(shown.contains("\"user\""), "{shown}");
         let logger = b.credentials_over_http(true).build().unwrap();
         let shown = format!("{logger:?}");
-        assert!(!shown.contains("hunter2") && !shown.contains("key-abc123"), "{shown}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("key-abc123"),
+            "{shown}"
+        );
         assert!(shown.contains("http://127.0.0.1:9/"), "{shown}");
     }
 
     #[test]
     fn zero_capacity_is_refused() {
-        assert_eq!(err(builder().queue_capacity(0)).kind(), ErrorKind::InvalidConfig);
+        assert_eq!(
+            err(builder().queue_capacity(0)).kind(),
+            ErrorKind::InvalidConfig
+        );
     }
 }

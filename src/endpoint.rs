@@ -89,7 +89,9 @@ fn check_host(host: &str) -> Result<(), Error> {
     };
     if let Some(name) = name {
         if name.is_empty() {
-            return host_error(format!("invalid host {host:?}: the name before `:` is empty"));
+            return host_error(format!(
+                "invalid host {host:?}: the name before `:` is empty"
+            ));
         }
         if let Some(c) = name
             .chars()
@@ -121,13 +123,18 @@ fn check_url(url: &str) -> Result<(), Error> {
     if !url.starts_with('/') {
         return url_error(format!("invalid url {url:?}: it must start with `/`"));
     }
-    if let Some(c) = url.chars().find(|c| c.is_ascii_control() || *c == ' ' || !c.is_ascii()) {
+    if let Some(c) = url
+        .chars()
+        .find(|c| c.is_ascii_control() || *c == ' ' || !c.is_ascii())
+    {
         return url_error(format!(
             "invalid url {url:?}: {c:?} must be percent-encoded"
         ));
     }
     if url.contains('#') {
-        return url_error(format!("invalid url {url:?}: a fragment (`#`) is never sent"));
+        return url_error(format!(
+            "invalid url {url:?}: a fragment (`#`) is never sent"
+        ));
     }
     Ok(())
 }
@@ -150,11 +157,17 @@ mod tests {
     #[test]
     fn accepts_host_host_port_and_bracketed_v6() {
         assert_eq!(ok("localhost", "/").base, "http://localhost/");
-        assert_eq!(ok("localhost:8000", "/log").base, "http://localhost:8000/log");
+        assert_eq!(
+            ok("localhost:8000", "/log").base,
+            "http://localhost:8000/log"
+        );
         assert_eq!(ok("[::1]:8000", "/").base, "http://[::1]:8000/");
         assert_eq!(ok("[::1]", "/").base, "http://[::1]/");
         assert_eq!(ok("127.0.0.1:65535", "/").base, "http://127.0.0.1:65535/");
-        assert_eq!(ok("log-sink.internal_1", "/").base, "http://log-sink.internal_1/");
+        assert_eq!(
+            ok("log-sink.internal_1", "/").base,
+            "http://log-sink.internal_1/"
+        );
         let secure = Endpoint::parse("example.com", "/x", true).unwrap();
         assert_eq!(secure.base, "https://example.com/x");
     }

@@ -120,9 +120,13 @@ mod tests {
     #[test]
     fn display_is_own_layer_and_source_is_the_cause() {
         let cause = std::io::Error::other("no threads left");
-        let err = Error::new(ErrorKind::Spawn, "could not start the worker thread").with_source(cause);
+        let err =
+            Error::new(ErrorKind::Spawn, "could not start the worker thread").with_source(cause);
         assert_eq!(err.to_string(), "could not start the worker thread");
-        assert_eq!(err.source().map(|s| s.to_string()).as_deref(), Some("no threads left"));
+        assert_eq!(
+            err.source().map(|s| s.to_string()).as_deref(),
+            Some("no threads left")
+        );
         assert_eq!(err.kind(), ErrorKind::Spawn);
     }
 }

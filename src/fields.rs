@@ -91,7 +91,10 @@ pub(crate) fn for_each_field(rec: &Captured, statics: &Statics, f: &mut dyn FnMu
     // relativeCreated = (ns - start) / 1e6. One clock reading for all three.
     let ns = rec.created_ns;
     f("created", num.py_float(ns as f64 / 1e9));
-    f("msecs", num.py_float(((ns % 1_000_000_000) / 1_000_000) as f64));
+    f(
+        "msecs",
+        num.py_float(((ns % 1_000_000_000) / 1_000_000) as f64),
+    );
     let relative = ns as i128 - statics.start_ns as i128;
     f("relativeCreated", num.py_float(relative as f64 / 1e6));
     f("thread", num.display(rec.thread_ident));
@@ -281,7 +284,11 @@ mod tests {
         }
     }
 
-    fn captured(kvs: &dyn kv::Source, file: Option<&'static str>, module: Option<&'static str>) -> Captured {
+    fn captured(
+        kvs: &dyn kv::Source,
+        file: Option<&'static str>,
+        module: Option<&'static str>,
+    ) -> Captured {
         let mut rec = Captured::capture(
             &log::Record::builder()
                 .args(format_args!("a {} b {}", "x", 3))
@@ -301,13 +308,18 @@ mod tests {
 
     fn fields(rec: &Captured, statics: &Statics) -> Vec<(String, String)> {
         let mut out = Vec::new();
-        for_each_field(rec, statics, &mut |k, v| out.push((k.to_owned(), v.to_owned())));
+        for_each_field(rec, statics, &mut |k, v| {
+            out.push((k.to_owned(), v.to_owned()))
+        });
         out
     }
 
     #[test]
     fn golden_field_list() {
-        let kvs = [("user", kv::Value::from("ann")), ("name", kv::Value::from("dup"))];
+        let kvs = [
+            ("user", kv::Value::from("ann")),
+            ("name", kv::Value::from("dup")),
+        ];
         let rec = captured(&kvs, Some("src/net/mod.rs"), Some("app::net"));
         let got = fields(&rec, &statics());
         let thread_name = rec.thread_name().to_owned();
@@ -352,7 +364,11 @@ mod tests {
         s.hostname = None;
         let rec = captured(&kvs, None, None);
         let got = fields(&rec, &s);
-        let get = |k: &str| got.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
+        let get = |k: &str| {
+            got.iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.as_str())
+        };
         assert_eq!(get("pathname"), Some("(unknown file)"));
         assert_eq!(get("filename"), Some("(unknown file)"));
         assert_eq!(get("module"), Some("Unknown module"));
@@ -361,7 +377,11 @@ mod tests {
 
         let rec = captured(&kvs, Some("C:\\src\\main.rs"), None);
         let got = fields(&rec, &s);
-        let get = |k: &str| got.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
+        let get = |k: &str| {
+            got.iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.as_str())
+        };
         assert_eq!(get("filename"), Some("main.rs"));
         assert_eq!(get("module"), Some("main"));
     }
@@ -375,21 +395,36 @@ mod tests {
             .collect();
         assert_eq!(
             got,
-            [("ERROR", "40"), ("WARNING", "30"), ("INFO", "20"), ("DEBUG", "10"), ("TRACE", "5")]
+            [
+                ("ERROR", "40"),
+                ("WARNING", "30"),
+                ("INFO", "20"),
+                ("DEBUG", "10"),
+                ("TRACE", "5")
+            ]
         );
     }
 
     #[test]
     fn form_encoding_round_trips_special_characters() {
-        let nasty = "h\u{e9}llo \u{4e16}\u{754c} & a=b %41 +plus ~tilde/slash \"q\" \r\n\0 \u{1F600}";
+        let nasty =
+            "h\u{e9}llo \u{4e16}\u{754c} & a=b %41 +plus ~tilde/slash \"q\" \r\n\0 \u{1F600}";
         let kvs = [("k&=", kv::Value::from(nasty))];
         let rec = captured(&kvs, Some("src/lib.rs"), Some("app"));
         let mut body = String::new();
         encode_form(&rec, &statics(), &mut body);
-        assert!(body.starts_with("name=app%3A%3Anet&msg=a+x+b+3&args=%28%29&levelname=WARNING&"), "{body}");
-        let decoded: Vec<(String, String)> = form_urlencoded::parse(body.as_bytes()).into_owned().collect();
+        assert!(
+            body.starts_with("name=app%3A%3Anet&msg=a+x+b+3&args=%28%29&levelname=WARNING&"),
+            "{body}"
+        );
+        let decoded: Vec<(String, String)> = form_urlencoded::parse(body.as_bytes())
+            .into_owned()
+            .collect();
         assert_eq!(decoded, fields(&rec, &statics()));
-        assert_eq!(decoded.last().map(|(k, v)| (k.as_str(), v.as_str())), Some(("k&=", nasty)));
+        assert_eq!(
+            decoded.last().map(|(k, v)| (k.as_str(), v.as_str())),
+            Some(("k&=", nasty))
+        );
     }
 
     #[test]
@@ -398,7 +433,10 @@ mod tests {
         let rec = captured(&kvs, None, None);
         let mut url = String::from("http://h/log?src=app&");
         encode_form(&rec, &statics(), &mut url);
-        assert!(url.starts_with("http://h/log?src=app&name=app%3A%3Anet&msg="), "{url}");
+        assert!(
+            url.starts_with("http://h/log?src=app&name=app%3A%3Anet&msg="),
+            "{url}"
+        );
         let mut url = String::from("http://h/log?");
         encode_form(&rec, &statics(), &mut url);
         assert!(url.starts_with("http://h/log?name="), "{url}");

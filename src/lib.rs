@@ -102,3 +102,7 @@ pub use builder::{
 pub use error::{Error, ErrorKind};
 pub use logger::{HttpLogger, stats};
 pub use stats::Stats;
+
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

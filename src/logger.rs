@@ -219,10 +219,22 @@ mod tests {
 
     #[test]
     fn own_stack_targets_are_recognised_by_whole_segment() {
-        for t in ["ureq", "ureq::pool", "ureq_proto::client", "rustls::conn", "http_logger"] {
+        for t in [
+            "ureq",
+            "ureq::pool",
+            "ureq_proto::client",
+            "rustls::conn",
+            "http_logger",
+        ] {
             assert!(is_own_stack(t), "{t}");
         }
-        for t in ["ureqx", "my_app::ureq", "rustlsish", "http_logger_ext", "app"] {
+        for t in [
+            "ureqx",
+            "my_app::ureq",
+            "rustlsish",
+            "http_logger_ext",
+            "app",
+        ] {
             assert!(!is_own_stack(t), "{t}");
         }
     }

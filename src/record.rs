@@ -232,13 +232,14 @@ impl<'kvs> VisitSource<'kvs> for KvCapture<'_> {
 pub(crate) const KV_PREFIX: &str = "kv_";
 
 /// Calls `f` with the first key-value captured with `:err`, if any. Returns whether there was one.
-fn with_first_error(
-    source: &dyn kv::Source,
-    f: impl FnOnce(&(dyn StdError + 'static)),
-) -> bool {
+fn with_first_error(source: &dyn kv::Source, f: impl FnOnce(&(dyn StdError + 'static))) -> bool {
     struct Find<F>(Option<F>);
     impl<'kvs, F: FnOnce(&(dyn StdError + 'static))> VisitSource<'kvs> for Find<F> {
-        fn visit_pair(&mut self, _: kv::Key<'kvs>, value: kv::Value<'kvs>) -> Result<(), kv::Error> {
+        fn visit_pair(
+            &mut self,
+            _: kv::Key<'kvs>,
+            value: kv::Value<'kvs>,
+        ) -> Result<(), kv::Error> {
             if let Some(err) = value.to_borrowed_error() {
                 if let Some(f) = self.0.take() {
                     f(err);
@@ -255,7 +256,10 @@ fn with_first_error(
 fn causes<'a>(
     err: &'a (dyn StdError + 'static),
 ) -> impl Iterator<Item = &'a (dyn StdError + 'static)> {
-    std::iter::successors(err.source(), |e: &&'a (dyn StdError + 'static)| (*e).source()).take(MAX_CHAIN)
+    std::iter::successors(err.source(), |e: &&'a (dyn StdError + 'static)| {
+        (*e).source()
+    })
+    .take(MAX_CHAIN)
 }
 
 /// `error: cause: cause`, on one line.
@@ -340,11 +344,7 @@ mod tests {
         }
     }
 
-    fn capture_with(
-        args: fmt::Arguments<'_>,
-        kvs: &dyn kv::Source,
-        limit: usize,
-    ) -> Captured {
+    fn capture_with(args: fmt::Arguments<'_>, kvs: &dyn kv::Source, limit: usize) -> Captured {
         Captured::capture(
             &log::Record::builder()
                 .args(args)
@@ -363,7 +363,11 @@ mod tests {
     fn message_is_formatted_and_metadata_kept() {
         let user = "ann";
         let kvs: &[(&str, &str)] = &[];
-        let c = capture_with(format_args!("user {user} logged in, {} tries", 3), &kvs, 1 << 20);
+        let c = capture_with(
+            format_args!("user {user} logged in, {} tries", 3),
+            &kvs,
+            1 << 20,
+        );
         assert_eq!(c.msg(), "user ann logged in, 3 tries");
         assert_eq!(c.target(), "app::db");
         assert_eq!(c.file(), Some("src/db.rs"));
@@ -399,7 +403,10 @@ mod tests {
             kvs,
             [
                 ("user", "ann"),
-                ("err", "could not save user: database write failed: disk full")
+                (
+                    "err",
+                    "could not save user: database write failed: disk full"
+                )
             ]
         );
     }
@@ -470,13 +477,18 @@ mod tests {
             .unwrap();
         let unnamed = std::thread::spawn(|| {
             let kvs: &[(&str, &str)] = &[];
-            capture_with(format_args!("m"), &kvs, 1 << 20).thread_name().to_owned()
+            capture_with(format_args!("m"), &kvs, 1 << 20)
+                .thread_name()
+                .to_owned()
         })
         .join()
         .unwrap();
         assert_eq!(named.0, "worker-7");
         assert_ne!(named.1, main.thread_ident);
         assert!(unnamed.starts_with("Thread-"), "{unnamed}");
-        assert!(unnamed["Thread-".len()..].parse::<u64>().is_ok(), "{unnamed}");
+        assert!(
+            unnamed["Thread-".len()..].parse::<u64>().is_ok(),
+            "{unnamed}"
+        );
     }
 }

@@ -165,10 +165,16 @@ mod tests {
             assert_eq!(classify_status(s, None), Outcome::Delivered, "{s}");
         }
         for s in [408, 429, 500, 502, 503, 504, 599] {
-            assert!(matches!(classify_status(s, None), Outcome::Transient { .. }), "{s}");
+            assert!(
+                matches!(classify_status(s, None), Outcome::Transient { .. }),
+                "{s}"
+            );
         }
         for s in [100, 301, 302, 304, 400, 401, 403, 404, 413, 414, 501] {
-            assert!(matches!(classify_status(s, None), Outcome::Rejected { .. }), "{s}");
+            assert!(
+                matches!(classify_status(s, None), Outcome::Rejected { .. }),
+                "{s}"
+            );
         }
     }
 
@@ -176,10 +182,16 @@ mod tests {
     fn retry_after_seconds_and_dates() {
         assert_eq!(parse_retry_after("3"), Some(Duration::from_secs(3)));
         assert_eq!(parse_retry_after(" 0 "), Some(Duration::ZERO));
-        assert_eq!(parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT"), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(Duration::ZERO)
+        );
         let later = (chrono::Utc::now() + chrono::Duration::seconds(120)).to_rfc2822();
         let wait = parse_retry_after(&later).expect("a date parses");
-        assert!(wait > Duration::from_secs(100) && wait <= Duration::from_secs(120), "{wait:?}");
+        assert!(
+            wait > Duration::from_secs(100) && wait <= Duration::from_secs(120),
+            "{wait:?}"
+        );
         assert_eq!(parse_retry_after("soon"), None);
         assert_eq!(parse_retry_after("-1"), None);
     }

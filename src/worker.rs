@@ -203,8 +203,7 @@ impl Worker {
                     if retries > self.retry.attempts {
                         return Err(format!("{reason} (out of retries)"));
                     }
-                    let wait =
-                        retry_after.unwrap_or_else(|| self.retry.backoff(retries, jitter));
+                    let wait = retry_after.unwrap_or_else(|| self.retry.backoff(retries, jitter));
                     if started.elapsed() + wait > self.retry.budget {
                         return Err(format!("{reason} (retry time budget spent)"));
                     }
@@ -298,7 +297,10 @@ mod tests {
             let step = Duration::from_millis(100 * (1u64 << (retry - 1).min(20)))
                 .min(Duration::from_secs(1));
             let wait = policy.backoff(retry, &mut jitter);
-            assert!(wait >= step / 2 && wait <= step, "retry {retry}: {wait:?} vs {step:?}");
+            assert!(
+                wait >= step / 2 && wait <= step,
+                "retry {retry}: {wait:?} vs {step:?}"
+            );
         }
         let waits: std::collections::HashSet<_> =
             (0..20).map(|_| policy.backoff(3, &mut jitter)).collect();

@@ -1,0 +1,239 @@
+//! Tests of the installed (global) logger. Each runs in a child process of its own, because a
+//! process installs one logger once: this binary re-runs itself with `HTTP_LOGGER_CHILD` set
+//! to the scenario, and the parent checks what the receiver got and what the child printed.
+//! (`harness = false` in Cargo.toml: this file's `main` is the test runner.)
+
+mod support;
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use http_logger::{ErrorKind, HttpLogger, Method};
+use support::{Reply, Server};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+// ---- the children ----
+
+fn child(scenario: &str, host: &str) {
+    match scenario {
+        // Records logged right before `main` returns are delivered with no call.
+        "return-from-main" => {
+            HttpLogger::init(host, "/", Method::Post).expect("init");
+            for i in 0..2000 {
+                log::info!("record {i}");
+            }
+        }
+        // ... and before std::process::exit.
+        "process-exit" => {
+            HttpLogger::init(host, "/", Method::Post).expect("init");
+            for i in 0..500 {
+                log::warn!("record {i}");
+            }
+            std::process::exit(3);
+        }
+        // With the receiver gone, the exit waits at most the shutdown timeout.
+        "receiver-gone" => {
+            HttpLogger::builder(host, "/")
+                .shutdown_timeout(Duration::from_millis(500))
+                .connect_timeout(Duration::from_millis(500))
+                .timeout(Duration::from_millis(500))
+                .init()
+                .expect("init");
+            for i in 0..100 {
+                log::error!("record {i}");
+            }
+        }
+        // init twice, stats before and after, and a record at TRACE with ureq logging at
+        // TRACE on the worker: only our records reach the receiver.
+        "init-twice" => {
+            assert!(http_logger::stats().is_none(), "no stats before init");
+            HttpLogger::builder(host, "/")
+                .level(log::LevelFilter::Trace)
+                .init()
+                .expect("first init");
+            let second = HttpLogger::init(host, "/", Method::Get).expect_err("second init");
+            assert_eq!(second.kind(), ErrorKind::AlreadyInitialized);
+            println!("second init: {second}");
+            assert!(std::error::Error::source(&second).is_some());
+            for i in 0..10 {
+                log::trace!("trace record {i}");
+            }
+            log::logger().flush();
+            let stats = http_logger::stats().expect("stats after init");
+            println!("stats: logged={} sent={}", stats.logged, stats.sent);
+        }
+        other => panic!("unknown scenario {other}"),
+    }
+}
+
+// ---- the parent ----
+
+struct Outcome {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs a child scenario against `host`, killing it if it outlives `WAIT`.
+fn run_child(scenario: &str, host: &str) -> Outcome {
+    let mut child = Command::new(std::env::current_exe().expect("test binary"))
+        .env("HTTP_LOGGER_CHILD", scenario)
+        .env("HTTP_LOGGER_HOST", host)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn child");
+    let deadline = Instant::now() + WAIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait child") {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let mut stdout = String::new();
+    let mut stderr = String::new();
+    let _ = child
+        .stdout
+        .take()
+        .map(|mut s| s.read_to_string(&mut stdout));
+    let _ = child
+        .stderr
+        .take()
+        .map(|mut s| s.read_to_string(&mut stderr));
+    let status =
+        status.unwrap_or_else(|| panic!("child {scenario} still running after {WAIT:?}: {stderr}"));
+    Outcome {
+        code: status.code(),
+        stdout,
+        stderr,
+    }
+}
+
+fn messages(server: &Server, n: usize) -> Vec<String> {
+    server
+        .recv_n(n, Duration::from_secs(5))
+        .iter()
+        .map(|r| r.field("msg").unwrap_or_default())
+        .collect()
+}
+
+fn delivers_every_record_logged_before_main_returns() {
+    let server = Server::start();
+    let out = run_child("return-from-main", &server.host());
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let want: Vec<String> = (0..2000).map(|i| format!("record {i}")).collect();
+    assert_eq!(messages(&server, 2000), want);
+    assert!(server.try_drain().is_empty(), "nothing more");
+}
+
+fn delivers_every_record_logged_before_process_exit() {
+    let server = Server::start();
+    let out = run_child("process-exit", &server.host());
+    assert_eq!(out.code, Some(3), "{}", out.stderr);
+    assert_eq!(messages(&server, 500).len(), 500);
+}
+
+fn exits_within_the_shutdown_timeout_when_the_receiver_is_gone() {
+    // A port nothing listens on: bind, learn it, close.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = run_child("receiver-gone", &format!("127.0.0.1:{port}"));
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    // And a receiver that accepts and never answers.
+    let server = Server::with_script(|_, _| Reply::Hang);
+    let out = run_child("receiver-gone", &server.host());
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(
+        server.requests() >= 1,
+        "the child did reach the hung receiver"
+    );
+}
+
+fn a_second_init_fails_and_the_http_stack_never_logs_to_itself() {
+    let server = Server::start();
+    let out = run_child("init-twice", &server.host());
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(
+        out.stdout
+            .contains("second init: a logger is already installed for the log crate"),
+        "{}",
+        out.stdout
+    );
+    let got = server.recv_n(20, Duration::from_secs(2));
+    let names: Vec<String> = got
+        .iter()
+        .map(|r| r.field("name").unwrap_or_default())
+        .collect();
+    assert_eq!(names.len(), 10, "only our 10 records: {names:?}");
+    assert!(names.iter().all(|n| n == "global"), "{names:?}");
+    assert!(
+        out.stdout.contains("stats: logged=10 sent=10"),
+        "{}",
+        out.stdout
+    );
+}
+
+fn main() {
+    if let Ok(scenario) = std::env::var("HTTP_LOGGER_CHILD") {
+        let host = std::env::var("HTTP_LOGGER_HOST").expect("HTTP_LOGGER_HOST");
+        child(&scenario, &host);
+        return;
+    }
+    let tests: [(&str, fn()); 4] = [
+        (
+            "delivers_every_record_logged_before_main_returns",
+            delivers_every_record_logged_before_main_returns,
+        ),
+        (
+            "delivers_every_record_logged_before_process_exit",
+            delivers_every_record_logged_before_process_exit,
+        ),
+        (
+            "exits_within_the_shutdown_timeout_when_the_receiver_is_gone",
+            exits_within_the_shutdown_timeout_when_the_receiver_is_gone,
+        ),
+        (
+            "a_second_init_fails_and_the_http_stack_never_logs_to_itself",
+            a_second_init_fails_and_the_http_stack_never_logs_to_itself,
+        ),
+    ];
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    println!("\nrunning {} tests", tests.len());
+    let (mut passed, mut failed) = (0, 0);
+    for (name, test) in tests {
+        if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
+            continue;
+        }
+        match std::panic::catch_unwind(test) {
+            Ok(()) => {
+                passed += 1;
+                println!("test {name} ... ok");
+            }
+            Err(_) => {
+                failed += 1;
+                println!("test {name} ... FAILED");
+            }
+        }
+    }
+    let result = if failed == 0 { "ok" } else { "FAILED" };
+    println!(
+        "\ntest result: {result}. {passed} passed; {failed} failed; 0 ignored; 0 measured; 0 filtered out\n"
+    );
+    if failed > 0 {
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,405 @@
+//! End to end: a built (not installed) logger sends to a real receiver on 127.0.0.1.
+
+mod support;
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::time::Duration;
+
+use http_logger::{HttpLogger, Method};
+use log::Log as _;
+use support::Server;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// The standard keys, in wire order.
+const STANDARD: [&str; 22] = [
+    "name",
+    "msg",
+    "args",
+    "levelname",
+    "levelno",
+    "pathname",
+    "filename",
+    "module",
+    "exc_info",
+    "exc_text",
+    "stack_info",
+    "lineno",
+    "funcName",
+    "created",
+    "msecs",
+    "relativeCreated",
+    "thread",
+    "threadName",
+    "processName",
+    "process",
+    "taskName",
+    "hostname",
+];
+
+fn logger(server: &Server, url: &str, method: Method) -> HttpLogger {
+    log::set_max_level(log::LevelFilter::Trace);
+    HttpLogger::builder(server.host(), url)
+        .method(method)
+        .level(log::LevelFilter::Debug)
+        .build()
+        .expect("valid config")
+}
+
+fn flushed(logger: &HttpLogger) {
+    assert!(
+        logger.flush_timeout(WAIT),
+        "flush timed out: {:?}",
+        logger.stats()
+    );
+}
+
+fn keys(fields: &[(String, String)]) -> Vec<&str> {
+    fields.iter().map(|(k, _)| k.as_str()).collect()
+}
+
+fn get<'a>(fields: &'a [(String, String)], key: &str) -> &'a str {
+    fields
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_else(|| panic!("no field {key:?} in {fields:?}"))
+}
+
+#[test]
+fn post_sends_every_wire_field_in_order_with_its_value() {
+    let server = Server::start();
+    let logger = logger(&server, "/log", Method::Post);
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let mut logged_line = 0;
+    std::thread::scope(|s| {
+        std::thread::Builder::new()
+            .name("billing-worker".into())
+            .spawn_scoped(s, || {
+                logged_line = line!() + 1;
+                log::info!(logger: logger, "user {} logged in after {} tries", "ann", 3);
+            })
+            .unwrap();
+    });
+    flushed(&logger);
+    let req = server.recv(WAIT).expect("a request");
+    assert_eq!(req.method, "POST");
+    assert_eq!(req.path(), "/log");
+    assert_eq!(
+        req.header("content-type"),
+        Some("application/x-www-form-urlencoded")
+    );
+    assert_eq!(req.header("host"), Some(server.host().as_str()));
+    assert_eq!(
+        req.header("content-length")
+            .map(|v| v.parse::<usize>().unwrap()),
+        Some(req.body.len())
+    );
+    let f = req.fields();
+    assert_eq!(keys(&f), STANDARD);
+    assert_eq!(get(&f, "name"), "logger");
+    assert_eq!(get(&f, "msg"), "user ann logged in after 3 tries");
+    assert_eq!(get(&f, "args"), "()");
+    assert_eq!(get(&f, "levelname"), "INFO");
+    assert_eq!(get(&f, "levelno"), "20");
+    assert_eq!(get(&f, "pathname"), file!());
+    assert_eq!(get(&f, "filename"), "logger.rs");
+    assert_eq!(get(&f, "module"), "logger");
+    assert_eq!(get(&f, "exc_info"), "None");
+    assert_eq!(get(&f, "exc_text"), "None");
+    assert_eq!(get(&f, "stack_info"), "None");
+    assert_eq!(get(&f, "lineno"), logged_line.to_string());
+    assert_eq!(get(&f, "funcName"), "(unknown function)");
+    let created: f64 = get(&f, "created").parse().unwrap();
+    assert!(created >= before.floor(), "{created} < {before}");
+    let msecs: f64 = get(&f, "msecs").parse().unwrap();
+    assert!(
+        get(&f, "msecs").ends_with(".0"),
+        "whole milliseconds as a float"
+    );
+    let frac_ms = (created.fract() * 1000.0).floor();
+    assert!(
+        (frac_ms - msecs).abs() <= 1.0,
+        "msecs {msecs} vs created {created}"
+    );
+    let relative: f64 = get(&f, "relativeCreated").parse().unwrap();
+    assert!(relative >= 0.0);
+    assert!(get(&f, "thread").parse::<u64>().is_ok());
+    assert_eq!(get(&f, "threadName"), "billing-worker");
+    let exe = std::env::current_exe().unwrap();
+    assert_eq!(
+        get(&f, "processName"),
+        exe.file_name().unwrap().to_str().unwrap()
+    );
+    assert_eq!(get(&f, "process"), std::process::id().to_string());
+    assert_eq!(get(&f, "taskName"), "None");
+    assert_eq!(
+        get(&f, "hostname"),
+        gethostname::gethostname().to_string_lossy()
+    );
+}
+
+#[test]
+fn get_sends_the_fields_as_the_query_string() {
+    let server = Server::start();
+    let logger = logger(&server, "/log", Method::Get);
+    log::warn!(logger: logger, "hello get");
+    flushed(&logger);
+    let req = server.recv(WAIT).expect("a request");
+    assert_eq!(req.method, "GET");
+    assert_eq!(req.path(), "/log");
+    assert!(
+        req.target
+            .starts_with("/log?name=logger&msg=hello+get&args=%28%29&levelname=WARNING"),
+        "{}",
+        req.target
+    );
+    assert!(req.body.is_empty());
+    let f = req.fields();
+    assert_eq!(keys(&f), STANDARD);
+    assert_eq!(get(&f, "msg"), "hello get");
+}
+
+#[test]
+fn get_with_a_query_in_the_url_joins_with_ampersand() {
+    let server = Server::start();
+    let logger = logger(&server, "/log?src=app", Method::Get);
+    log::debug!(logger: logger, "query already has ?");
+    flushed(&logger);
+    let req = server.recv(WAIT).expect("a request");
+    assert!(
+        req.target
+            .starts_with("/log?src=app&name=logger&msg=query+already+has+%3F&"),
+        "{}",
+        req.target
+    );
+    let f = req.fields();
+    assert_eq!(f[0], ("src".to_owned(), "app".to_owned()));
+    assert_eq!(keys(&f[1..]), STANDARD);
+    assert_eq!(get(&f, "levelname"), "DEBUG");
+}
+
+#[test]
+fn unicode_and_form_special_characters_round_trip() {
+    let nasty = "h\u{e9}llo \u{4e16}\u{754c} & a=b %41 +plus ~tilde/slash \"q\" \r\n\t\0 \u{1F980}";
+    for method in [Method::Post, Method::Get] {
+        let server = Server::start();
+        let logger = logger(&server, "/", method);
+        log::error!(logger: logger, target: "app::ünï", note = nasty; "{nasty}");
+        flushed(&logger);
+        let f = server.recv(WAIT).expect("a request").fields();
+        assert_eq!(get(&f, "msg"), nasty, "{method:?}");
+        assert_eq!(get(&f, "note"), nasty, "{method:?}");
+        assert_eq!(get(&f, "name"), "app::ünï", "{method:?}");
+    }
+}
+
+#[derive(Debug)]
+struct Layer {
+    msg: &'static str,
+    source: Option<Box<dyn StdError + Send + Sync>>,
+}
+impl fmt::Display for Layer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.msg)
+    }
+}
+impl StdError for Layer {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn StdError + 'static))
+    }
+}
+
+#[test]
+fn an_error_arrives_with_its_whole_cause_chain() {
+    let server = Server::start();
+    let logger = logger(&server, "/", Method::Post);
+    let err = Layer {
+        msg: "could not charge card",
+        source: Some(Box::new(Layer {
+            msg: "payment gateway unreachable",
+            source: Some(Box::new(std::io::Error::new(
+                std::io::ErrorKind::ConnectionRefused,
+                "connection refused",
+            ))),
+        })),
+    };
+    log::error!(logger: logger, order = 1042, err:err = err; "checkout failed");
+    flushed(&logger);
+    let f = server.recv(WAIT).expect("a request").fields();
+    assert_eq!(
+        get(&f, "msg"),
+        "checkout failed: could not charge card: payment gateway unreachable: connection refused"
+    );
+    assert_eq!(
+        get(&f, "exc_text"),
+        "could not charge card\n\nCaused by:\n    0: payment gateway unreachable\n    1: connection refused"
+    );
+    assert_eq!(get(&f, "exc_info"), format!("{err:?}"));
+    assert_eq!(&keys(&f)[22..], ["order", "err"]);
+    assert_eq!(get(&f, "order"), "1042");
+    assert_eq!(
+        get(&f, "err"),
+        "could not charge card: payment gateway unreachable: connection refused"
+    );
+}
+
+#[test]
+fn key_values_follow_the_standard_fields_and_never_overwrite_them() {
+    let server = Server::start();
+    let logger = logger(&server, "/", Method::Post);
+    let items = vec![1, 2];
+    log::info!(
+        logger: logger,
+        user = "ann", attempts = 3, ratio = 0.5, ok = true, items:? = items, name = "spoof", hostname = "spoof";
+        "checked out"
+    );
+    flushed(&logger);
+    let f = server.recv(WAIT).expect("a request").fields();
+    assert_eq!(&keys(&f)[..22], STANDARD);
+    let extra: Vec<(&str, &str)> = f[22..]
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(
+        extra,
+        [
+            ("user", "ann"),
+            ("attempts", "3"),
+            ("ratio", "0.5"),
+            ("ok", "true"),
+            ("items", "[1, 2]"),
+            ("kv_name", "spoof"),
+            ("kv_hostname", "spoof"),
+        ]
+    );
+    assert_eq!(get(&f, "name"), "logger");
+    assert_ne!(get(&f, "hostname"), "spoof");
+}
+
+#[test]
+fn records_reuse_one_kept_alive_connection_in_order() {
+    let server = Server::start();
+    let logger = logger(&server, "/", Method::Post);
+    for i in 0..50 {
+        log::info!(logger: logger, "record {i}");
+    }
+    flushed(&logger);
+    let got = server.recv_n(50, WAIT);
+    let msgs: Vec<String> = got.iter().map(|r| r.field("msg").unwrap()).collect();
+    let want: Vec<String> = (0..50).map(|i| format!("record {i}")).collect();
+    assert_eq!(msgs, want);
+    assert_eq!(server.connections(), 1);
+    let stats = logger.stats();
+    assert_eq!(
+        (stats.logged, stats.sent, stats.queued),
+        (50, 50, 0),
+        "{stats:?}"
+    );
+}
+
+#[test]
+fn flush_returns_once_every_earlier_record_was_delivered() {
+    let server = Server::with_script(|_, _| support::Reply::Delay(Duration::from_millis(2), 200));
+    let logger = logger(&server, "/", Method::Post);
+    for i in 0..100 {
+        log::info!(logger: logger, "record {i}");
+    }
+    flushed(&logger);
+    // Every request was read by the receiver before flush returned.
+    assert_eq!(server.requests(), 100);
+    assert_eq!(logger.stats().sent, 100);
+}
+
+#[test]
+fn dropping_a_built_logger_delivers_what_it_holds() {
+    let server = Server::start();
+    {
+        let logger = logger(&server, "/", Method::Post);
+        for i in 0..20 {
+            log::info!(logger: logger, "record {i}");
+        }
+    }
+    assert_eq!(server.recv_n(20, WAIT).len(), 20);
+}
+
+#[test]
+fn the_level_filter_and_own_stack_targets_are_respected() {
+    let server = Server::start();
+    let logger = logger(&server, "/", Method::Post);
+    log::trace!(logger: logger, "below the level");
+    log::info!(logger: logger, target: "ureq::unversioned", "ureq's own record");
+    log::info!(logger: logger, target: "rustls::client", "rustls's own record");
+    log::info!(logger: logger, target: "http_logger", "our own record");
+    log::info!(logger: logger, "kept");
+    assert!(
+        !logger.enabled(
+            &log::Metadata::builder()
+                .level(log::Level::Trace)
+                .target("app")
+                .build()
+        )
+    );
+    assert!(
+        !logger.enabled(
+            &log::Metadata::builder()
+                .level(log::Level::Error)
+                .target("ureq")
+                .build()
+        )
+    );
+    flushed(&logger);
+    let got = server.recv_n(5, Duration::from_millis(500));
+    let msgs: Vec<String> = got.iter().map(|r| r.field("msg").unwrap()).collect();
+    assert_eq!(msgs, ["kept"]);
+    assert_eq!(logger.stats().logged, 1);
+}
+
+#[test]
+fn credentials_and_headers_arrive_as_python_sends_them() {
+    let server = Server::start();
+    log::set_max_level(log::LevelFilter::Trace);
+    let logger = HttpLogger::builder(server.host(), "/log")
+        .credentials("user", "pässword:x")
+        .credentials_over_http(true)
+        .header("X-Service", "billing")
+        .build()
+        .unwrap();
+    log::info!(logger: logger, "with creds");
+    flushed(&logger);
+    let req = server.recv(WAIT).expect("a request");
+    // The value from ../shared/reference/python-httphandler/3.13.0/009_POST.raw.
+    assert_eq!(
+        req.header("authorization"),
+        Some("Basic dXNlcjpww6Rzc3dvcmQ6eA==")
+    );
+    assert_eq!(req.header("x-service"), Some("billing"));
+}
+
+#[test]
+fn a_record_past_the_size_limit_is_cut_and_counted() {
+    let server = Server::start();
+    log::set_max_level(log::LevelFilter::Trace);
+    let logger = HttpLogger::builder(server.host(), "/")
+        .max_record_bytes(1024)
+        .build()
+        .unwrap();
+    let big = "x".repeat(10 << 20);
+    log::info!(logger: logger, "{big}");
+    flushed(&logger);
+    let msg = server.recv(WAIT).expect("a request").field("msg").unwrap();
+    assert!(msg.len() < 1100, "{}", msg.len());
+    assert!(
+        msg.ends_with(" [truncated by http-logger]"),
+        "{}",
+        &msg[msg.len() - 40..]
+    );
+    let stats = logger.stats();
+    assert_eq!((stats.sent, stats.truncated), (1, 1), "{stats:?}");
+}

@@ -1,0 +1,909 @@
+//! Integration tests for the companion receiver, `examples/receiver.rs`.
+//!
+//! They run the real example binary (`target/<profile>/examples/receiver`, built
+//! by a plain `cargo test`; with `cargo test --test receiver` alone, run
+//! `cargo build --examples` first), start it on port 0, read the port from its
+//! `listening on` line and talk to it over real sockets on 127.0.0.1. Every wait
+//! is bounded: output lines come through channels read with `recv_timeout`.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use chrono::{Local, TimeZone};
+
+/// The longest any single wait may take before the test fails.
+const WAIT: Duration = Duration::from_secs(10);
+
+/// The body of a real request from Python 3.13's HTTPHandler
+/// (shared/reference/python-httphandler/3.13.0/001_POST.raw).
+const PY_POST_BODY: &str = "name=demo&msg=hello+post&args=%28%29&levelname=INFO&levelno=20&pathname=%2Fapp%2Fsender.py&filename=sender.py&module=sender&exc_info=None&exc_text=None&stack_info=None&lineno=20&funcName=f_post&created=1795459757.6564763&msecs=656.0&relativeCreated=16.842636&thread=140313281182592&threadName=MainThread&processName=MainProcess&process=18736&taskName=None";
+
+/// The query of 002_GET.raw.
+const PY_GET_QUERY: &str = "name=demo&msg=hello+get&args=%28%29&levelname=WARNING&levelno=30&pathname=%2Fapp%2Fsender.py&filename=sender.py&module=sender&exc_info=None&exc_text=None&stack_info=None&lineno=21&funcName=f_get&created=1795459757.693179&msecs=693.0&relativeCreated=53.545387&thread=140313281182592&threadName=MainThread&processName=MainProcess&process=18736&taskName=None";
+
+/// The query of 003_GET.raw: the handler's url already had `?src=app`.
+const PY_GETQ_QUERY: &str = "src=app&name=demo&msg=query+already+has+%3F&args=%28%29&levelname=DEBUG&levelno=10&pathname=%2Fapp%2Fsender.py&filename=sender.py&module=sender&exc_info=None&exc_text=None&stack_info=None&lineno=22&funcName=f_getq&created=1795459757.6939912&msecs=693.0&relativeCreated=54.357553&thread=140313281182592&threadName=MainThread&processName=MainProcess&process=18736&taskName=None";
+
+/// The body of 007_POST.raw: non-ASCII, `&`, `=`, `%`, `+` in `msg`.
+const PY_UNICODE_BODY: &str = "name=demo&msg=h%C3%A9llo+%E4%B8%96%E7%95%8C+%26+a%3Db+%2541+%2Bplus+~tilde%2Fslash+%22q%22&args=%28%29&levelname=CRITICAL&levelno=50&pathname=%2Fapp%2Fsender.py&filename=sender.py&module=sender&exc_info=None&exc_text=None&stack_info=None&lineno=29&funcName=f_uni&created=1795459757.6972644&msecs=697.0&relativeCreated=57.630993&thread=140313281182592&threadName=MainThread&processName=MainProcess&process=18736&taskName=None";
+
+const CREATED: &str = "1795459757.5";
+
+// ---------------------------------------------------------------------------
+// Running the receiver
+
+/// The example binary next to this test binary, which lives in
+/// `target/<profile>/deps/`.
+fn receiver_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary has a path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("the test binary lives in target/<profile>/deps");
+    let binary = profile_dir
+        .join("examples")
+        .join(format!("receiver{}", std::env::consts::EXE_SUFFIX));
+    let built = std::fs::metadata(&binary).and_then(|m| m.modified());
+    let Ok(built) = built else {
+        panic!(
+            "{} is missing: run `cargo build --examples` (a plain `cargo test` builds it, \
+             `cargo test --test receiver` alone does not)",
+            binary.display()
+        );
+    };
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/receiver.rs");
+    if let Ok(changed) = std::fs::metadata(&source).and_then(|m| m.modified()) {
+        assert!(
+            changed <= built,
+            "{} is older than {}: run `cargo build --examples`",
+            binary.display(),
+            source.display()
+        );
+    }
+    binary
+}
+
+/// Kills and reaps the child when dropped, whatever happened in the test.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Sends the lines of `pipe` (without their line ends) into a channel; the
+/// channel disconnects at end of file.
+fn lines_of(pipe: impl Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (sender, receiver) = mpsc::channel();
+    thread::spawn(move || {
+        let mut reader = BufReader::new(pipe);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            match reader.read_until(b'\n', &mut line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+            if line.ends_with(b"\n") {
+                line.pop();
+            }
+            if sender
+                .send(String::from_utf8_lossy(&line).into_owned())
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+    receiver
+}
+
+/// A running receiver.
+struct Receiver {
+    child: Guard,
+    port: u16,
+    stdout: mpsc::Receiver<String>,
+    stderr: mpsc::Receiver<String>,
+}
+
+impl Receiver {
+    /// Starts the receiver with `args`, adding `--port 0` unless a port is given.
+    fn start(args: &[&str]) -> Receiver {
+        let mut command = Command::new(receiver_binary());
+        if !args.contains(&"--port") {
+            command.args(["--port", "0"]);
+        }
+        command
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("start the receiver");
+        let stdout = lines_of(child.stdout.take().expect("stdout is piped"));
+        let stderr = lines_of(child.stderr.take().expect("stderr is piped"));
+        let mut receiver = Receiver {
+            child: Guard(child),
+            port: 0,
+            stdout,
+            stderr,
+        };
+        let line = next_line(&receiver.stderr, "the receiver's `listening on` line");
+        receiver.port = line
+            .strip_prefix("listening on http://127.0.0.1:")
+            .and_then(|port| port.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected first line on stderr: {line:?}"));
+        receiver
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.0.id()
+    }
+
+    fn connect(&self) -> Client {
+        Client::connect(self.port)
+    }
+
+    /// The next line on stdout.
+    fn line(&self) -> String {
+        next_line(&self.stdout, "a line on the receiver's stdout")
+    }
+
+    /// Skips stderr lines until one contains `needle`, and returns it.
+    fn stderr_containing(&self, needle: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stderr.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(err) => panic!("no stderr line containing {needle:?}: {err:?}"),
+            }
+        }
+    }
+
+    /// POSTs `body` to `path` on a new connection and checks the 200.
+    fn post(&self, path: &str, body: &[u8]) {
+        let mut client = self.connect();
+        let response = client.request("POST", path, body);
+        assert_eq!(response.status, 200, "{response:?}");
+    }
+
+    /// Checks the receiver still serves: a normal record prints its line.
+    fn assert_alive(&self, tag: &str) {
+        let msg = format!("still alive after {tag}");
+        self.post("/log", record("demo", "INFO", &msg).as_bytes());
+        assert_eq!(self.line(), pretty(CREATED, "demo", "INFO", &msg));
+    }
+}
+
+/// The next line from a channel, or a failed test.
+fn next_line(lines: &mpsc::Receiver<String>, what: &str) -> String {
+    match lines.recv_timeout(WAIT) {
+        Ok(line) => line,
+        Err(RecvTimeoutError::Timeout) => panic!("no {what} within {WAIT:?}"),
+        Err(RecvTimeoutError::Disconnected) => panic!("no {what}: the stream ended"),
+    }
+}
+
+/// Runs the receiver until it exits by itself (or fails the test after `WAIT`).
+fn run_to_exit(args: &[&str]) -> (ExitStatus, Vec<String>) {
+    let mut child = Command::new(receiver_binary())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the receiver");
+    let stderr = lines_of(child.stderr.take().expect("stderr is piped"));
+    let mut child = Guard(child);
+    let lines = all_lines(&stderr, "the receiver to exit");
+    let status = child.0.wait().expect("wait for the receiver");
+    (status, lines)
+}
+
+/// All lines until the channel disconnects (the writer closed its end).
+fn all_lines(lines: &mpsc::Receiver<String>, what: &str) -> Vec<String> {
+    let deadline = Instant::now() + WAIT;
+    let mut all = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) => all.push(line),
+            Err(RecvTimeoutError::Disconnected) => return all,
+            Err(RecvTimeoutError::Timeout) => panic!("waited {WAIT:?} for {what}; output: {all:?}"),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// A minimal HTTP/1.1 client
+
+struct Client {
+    stream: TcpStream,
+    reader: BufReader<TcpStream>,
+}
+
+#[derive(Debug)]
+struct Response {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Response {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+impl Client {
+    fn connect(port: u16) -> Client {
+        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to the receiver");
+        stream
+            .set_read_timeout(Some(WAIT))
+            .expect("set a read timeout");
+        stream
+            .set_write_timeout(Some(WAIT))
+            .expect("set a write timeout");
+        let reader = BufReader::new(stream.try_clone().expect("clone the stream"));
+        Client { stream, reader }
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("send to the receiver");
+    }
+
+    /// Sends one request (with `Content-Length` when there is a body) and
+    /// reads its response.
+    fn request(&mut self, method: &str, target: &str, body: &[u8]) -> Response {
+        self.send(&request_bytes(method, target, &[], body));
+        self.response()
+    }
+
+    fn response(&mut self) -> Response {
+        let mut status_line = String::new();
+        self.reader
+            .read_line(&mut status_line)
+            .expect("read a status line");
+        let status = status_line
+            .strip_prefix("HTTP/1.1 ")
+            .and_then(|rest| rest.get(..3))
+            .and_then(|code| code.parse().ok())
+            .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+        let mut headers = Vec::new();
+        loop {
+            let mut line = String::new();
+            self.reader.read_line(&mut line).expect("read a header");
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            let (name, value) = line
+                .split_once(':')
+                .unwrap_or_else(|| panic!("bad header line {line:?}"));
+            headers.push((name.to_string(), value.trim().to_string()));
+        }
+        let mut response = Response {
+            status,
+            headers,
+            body: String::new(),
+        };
+        if (100..200).contains(&status) {
+            return response; // interim responses have no body
+        }
+        let length: usize = response
+            .header("content-length")
+            .expect("responses have a Content-Length")
+            .parse()
+            .expect("a numeric Content-Length");
+        let mut body = vec![0; length];
+        self.reader.read_exact(&mut body).expect("read the body");
+        response.body = String::from_utf8(body).expect("a UTF-8 body");
+        response
+    }
+
+    /// Reads until the receiver closes the connection (bounded by the timeout).
+    fn assert_closed_by_peer(&mut self) {
+        let mut rest = Vec::new();
+        match self.reader.read_to_end(&mut rest) {
+            Ok(_) => assert!(rest.is_empty(), "unexpected bytes {rest:?}"),
+            // A reset also means closed.
+            Err(err) if err.kind() == std::io::ErrorKind::ConnectionReset => {}
+            Err(err) => panic!("the receiver did not close the connection: {err}"),
+        }
+    }
+}
+
+fn request_bytes(method: &str, target: &str, headers: &[&str], body: &[u8]) -> Vec<u8> {
+    let mut bytes = format!("{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+    for header in headers {
+        bytes.push_str(header);
+        bytes.push_str("\r\n");
+    }
+    if !body.is_empty() {
+        bytes.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
+        bytes.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    bytes.push_str("\r\n");
+    let mut bytes = bytes.into_bytes();
+    bytes.extend_from_slice(body);
+    bytes
+}
+
+// ---------------------------------------------------------------------------
+// Expected output
+
+/// A form body with the fields the pretty printer needs.
+fn record(name: &str, levelname: &str, msg: &str) -> String {
+    form(&[
+        ("name", name),
+        ("msg", msg),
+        ("levelname", levelname),
+        ("created", CREATED),
+    ])
+}
+
+fn form(fields: &[(&str, &str)]) -> String {
+    let mut serializer = form_urlencoded::Serializer::new(String::new());
+    for (key, value) in fields {
+        serializer.append_pair(key, value);
+    }
+    serializer.finish()
+}
+
+/// The pretty line for a record: `'%s  %40s  %9s  %s'` with the local time of
+/// `created`, computed like the receiver (and Python) do.
+fn pretty(created: &str, name: &str, levelname: &str, msg: &str) -> String {
+    let created: f64 = created.parse().expect("a float");
+    let when = Local
+        .timestamp_micros((created * 1e6).round() as i64)
+        .single()
+        .expect("a valid time");
+    let time = when.format("%Y-%m-%d %H:%M:%S");
+    format!("{time}  {name:>40}  {levelname:>9}  {msg}")
+}
+
+// ---------------------------------------------------------------------------
+// Tests
+
+#[test]
+fn post_of_a_python_record_prints_the_pretty_line() {
+    let receiver = Receiver::start(&[]);
+    receiver.post("/log", PY_POST_BODY.as_bytes());
+    let expected = pretty("1795459757.6564763", "demo", "INFO", "hello post");
+    assert_eq!(receiver.line(), expected);
+}
+
+#[test]
+fn get_with_fields_in_the_query_prints_the_pretty_line() {
+    let receiver = Receiver::start(&[]);
+    let mut client = receiver.connect();
+
+    let response = client.request("GET", &format!("/log?{PY_GET_QUERY}"), b"");
+    assert_eq!(response.status, 200, "{response:?}");
+    let expected = pretty("1795459757.693179", "demo", "WARNING", "hello get");
+    assert_eq!(receiver.line(), expected);
+
+    // The handler's url already had a query: Python appends with `&`.
+    let response = client.request("GET", &format!("/log?{PY_GETQ_QUERY}"), b"");
+    assert_eq!(response.status, 200, "{response:?}");
+    let expected = pretty("1795459757.6939912", "demo", "DEBUG", "query already has ?");
+    assert_eq!(receiver.line(), expected);
+}
+
+#[test]
+fn exc_text_lines_are_printed_indented_under_the_record() {
+    let receiver = Receiver::start(&[]);
+    let exc_text = "Traceback (most recent call last):\nZeroDivisionError: division by zero";
+    let body = form(&[
+        ("name", "demo"),
+        ("msg", "boom"),
+        ("levelname", "ERROR"),
+        ("exc_text", exc_text),
+        ("created", CREATED),
+    ]);
+    receiver.post("/log", body.as_bytes());
+    assert_eq!(receiver.line(), pretty(CREATED, "demo", "ERROR", "boom"));
+    assert_eq!(receiver.line(), "    Traceback (most recent call last):");
+    assert_eq!(receiver.line(), "    ZeroDivisionError: division by zero");
+
+    // A message of several lines: the others go indented under the record.
+    receiver.post(
+        "/log",
+        record("demo", "INFO", "line one\nline two").as_bytes(),
+    );
+    assert_eq!(receiver.line(), pretty(CREATED, "demo", "INFO", "line one"));
+    assert_eq!(receiver.line(), "    line two");
+
+    // `exc_text=None` (what Python sends) prints nothing more.
+    receiver.post("/log", PY_POST_BODY.as_bytes());
+    assert_eq!(
+        receiver.line(),
+        pretty("1795459757.6564763", "demo", "INFO", "hello post")
+    );
+    receiver.assert_alive("exc_text");
+}
+
+#[test]
+fn long_names_are_cut_and_unicode_and_specials_print_decoded() {
+    let receiver = Receiver::start(&[]);
+    // 45 characters, many of them two bytes long: the cut is by characters.
+    let name = "ü".repeat(10) + "app.module.submodule.component.x";
+    assert!(name.chars().count() > 40);
+    let cut: String = name.chars().take(40).collect();
+    receiver.post("/log", record(&name, "INFO", "short").as_bytes());
+    assert_eq!(receiver.line(), pretty(CREATED, &cut, "INFO", "short"));
+
+    receiver.post("/log", PY_UNICODE_BODY.as_bytes());
+    let msg = "h\u{e9}llo \u{4e16}\u{754c} & a=b %41 +plus ~tilde/slash \"q\"";
+    let expected = pretty("1795459757.6972644", "demo", "CRITICAL", msg);
+    assert_eq!(receiver.line(), expected);
+}
+
+#[test]
+fn keep_alive_serves_several_requests_on_one_connection() {
+    let receiver = Receiver::start(&[]);
+    let mut client = receiver.connect();
+
+    let first = client.request("POST", "/log", record("demo", "INFO", "first").as_bytes());
+    assert_eq!(first.status, 200, "{first:?}");
+    assert_eq!(first.header("connection"), Some("keep-alive"));
+    assert_eq!(first.header("content-type"), Some("text/plain"));
+    assert!(!first.body.is_empty());
+    assert_eq!(receiver.line(), pretty(CREATED, "demo", "INFO", "first"));
+
+    let query = record("demo", "WARNING", "second");
+    let second = client.request("GET", &format!("/log?{query}"), b"");
+    assert_eq!(second.status, 200, "{second:?}");
+    assert_eq!(
+        receiver.line(),
+        pretty(CREATED, "demo", "WARNING", "second")
+    );
+
+    // Two requests in one write (pipelined) are both answered, in order.
+    let mut both = request_bytes(
+        "POST",
+        "/log",
+        &[],
+        record("demo", "INFO", "third").as_bytes(),
+    );
+    both.extend(request_bytes(
+        "POST",
+        "/log",
+        &[],
+        record("demo", "INFO", "fourth").as_bytes(),
+    ));
+    client.send(&both);
+    assert_eq!(client.response().status, 200);
+    assert_eq!(client.response().status, 200);
+    assert_eq!(receiver.line(), pretty(CREATED, "demo", "INFO", "third"));
+    assert_eq!(receiver.line(), pretty(CREATED, "demo", "INFO", "fourth"));
+
+    // `Connection: close` is honoured.
+    let body = record("demo", "INFO", "last");
+    client.send(&request_bytes(
+        "POST",
+        "/log",
+        &["Connection: close"],
+        body.as_bytes(),
+    ));
+    let last = client.response();
+    assert_eq!(last.status, 200, "{last:?}");
+    assert_eq!(last.header("connection"), Some("close"));
+    assert_eq!(receiver.line(), pretty(CREATED, "demo", "INFO", "last"));
+    client.assert_closed_by_peer();
+}
+
+#[test]
+fn expect_100_continue_is_answered_before_the_body() {
+    let receiver = Receiver::start(&[]);
+    let body = record("demo", "INFO", "after 100");
+    let mut client = receiver.connect();
+    let head = request_bytes("POST", "/log", &["Expect: 100-continue"], b"");
+    // `request_bytes` leaves Content-Length out without a body: add it.
+    let head = String::from_utf8(head).expect("ASCII").replace(
+        "\r\n\r\n",
+        &format!("\r\nContent-Length: {}\r\n\r\n", body.len()),
+    );
+    client.send(head.as_bytes());
+    assert_eq!(client.response().status, 100);
+    client.send(body.as_bytes());
+    assert_eq!(client.response().status, 200);
+    assert_eq!(
+        receiver.line(),
+        pretty(CREATED, "demo", "INFO", "after 100")
+    );
+}
+
+#[test]
+fn http_1_0_closes_unless_keep_alive_is_asked() {
+    let receiver = Receiver::start(&[]);
+    let body = record("demo", "INFO", "one-oh");
+    let head = format!(
+        "POST /log HTTP/1.0\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut client = receiver.connect();
+    client.send(head.as_bytes());
+    let response = client.response();
+    assert_eq!(response.status, 200, "{response:?}");
+    assert_eq!(response.header("connection"), Some("close"));
+    client.assert_closed_by_peer();
+    assert_eq!(receiver.line(), pretty(CREATED, "demo", "INFO", "one-oh"));
+
+    let head = format!(
+        "POST /log HTTP/1.0\r\nConnection: keep-alive\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut client = receiver.connect();
+    client.send(head.as_bytes());
+    assert_eq!(client.response().header("connection"), Some("keep-alive"));
+    client.send(head.as_bytes());
+    assert_eq!(client.response().status, 200);
+    assert_eq!(receiver.line(), pretty(CREATED, "demo", "INFO", "one-oh"));
+    assert_eq!(receiver.line(), pretty(CREATED, "demo", "INFO", "one-oh"));
+}
+
+#[test]
+fn other_methods_get_501_and_the_connection_keeps_serving() {
+    let receiver = Receiver::start(&[]);
+    let mut client = receiver.connect();
+
+    let put = client.request("PUT", "/log", b"a=b");
+    assert_eq!(put.status, 501, "{put:?}");
+    assert!(put.body.contains("Unsupported method"), "{put:?}");
+    receiver.stderr_containing("PUT /log");
+
+    let delete = client.request("DELETE", "/log", b"");
+    assert_eq!(delete.status, 501, "{delete:?}");
+    assert!(delete.body.contains("Unsupported method"), "{delete:?}");
+
+    let post = client.request(
+        "POST",
+        "/log",
+        record("demo", "INFO", "after 501").as_bytes(),
+    );
+    assert_eq!(post.status, 200, "{post:?}");
+    assert_eq!(
+        receiver.line(),
+        pretty(CREATED, "demo", "INFO", "after 501")
+    );
+}
+
+#[test]
+fn bad_input_is_reported_and_the_receiver_keeps_serving() {
+    let receiver = Receiver::start(&[]);
+
+    // The seed article's `curl -X POST -d abc=def http://localhost:8000`.
+    receiver.post("/", b"abc=def");
+    assert_eq!(receiver.line(), "POST /: abc=def");
+    receiver.assert_alive("abc=def");
+
+    // No `msg`: printed as raw fields.
+    let body = form(&[
+        ("name", "demo"),
+        ("levelname", "INFO"),
+        ("created", CREATED),
+    ]);
+    receiver.post("/log", body.as_bytes());
+    assert_eq!(
+        receiver.line(),
+        format!("POST /log: name=demo levelname=INFO created={CREATED}")
+    );
+    receiver.assert_alive("a missing msg");
+
+    // Bad percent-encoding is kept as is.
+    let body = format!("name=demo&levelname=INFO&created={CREATED}&msg=%zz");
+    receiver.post("/log", body.as_bytes());
+    assert_eq!(receiver.line(), pretty(CREATED, "demo", "INFO", "%zz"));
+    receiver.assert_alive("bad percent-encoding");
+
+    // Bytes that are not UTF-8, raw and percent-encoded, become U+FFFD.
+    let mut body = format!("name=demo&levelname=INFO&created={CREATED}&msg=caf").into_bytes();
+    body.extend_from_slice(b"\xe9+%FF!");
+    receiver.post("/log", &body);
+    assert_eq!(
+        receiver.line(),
+        pretty(CREATED, "demo", "INFO", "caf\u{fffd} \u{fffd}!")
+    );
+    receiver.assert_alive("non-UTF-8 bytes");
+
+    // A `created` that is not a float: raw fields.
+    let body = "name=demo&msg=hi&levelname=INFO&created=notafloat";
+    receiver.post("/log", body.as_bytes());
+    assert_eq!(
+        receiver.line(),
+        "POST /log: name=demo msg=hi levelname=INFO created=notafloat"
+    );
+    receiver.assert_alive("created=notafloat");
+
+    // Control characters keep a record on one line.
+    receiver.post("/", b"a=x%0Ay&b=%1B%5B31m");
+    assert_eq!(receiver.line(), r#"POST /: a="x\ny" b="\u{1b}[31m""#);
+    receiver.assert_alive("control characters");
+
+    // A body shorter than its Content-Length: the client gives up half way.
+    let mut client = receiver.connect();
+    client.send(b"POST /log HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 10\r\n\r\nabc");
+    client.stream.shutdown(Shutdown::Write).expect("shut down");
+    drop(client);
+    receiver.stderr_containing("body ended after 3 of 10 bytes");
+    receiver.assert_alive("a short body");
+
+    // Garbage instead of a request line.
+    let mut client = receiver.connect();
+    client.send(b"\x16\x03\x01\x02\x00\x01\x00\xff\xfe garbage\r\n\r\n");
+    assert_eq!(client.response().status, 400);
+    client.assert_closed_by_peer();
+    receiver.stderr_containing("bad request line");
+    receiver.assert_alive("a garbage request line");
+
+    // Garbage without any line end, then the client closes.
+    let mut client = receiver.connect();
+    client.send(b"\x16\x03\x01\x02\x00\x01\x00\xff\xfe");
+    client.stream.shutdown(Shutdown::Write).expect("shut down");
+    client.assert_closed_by_peer();
+    receiver.stderr_containing("connection closed after 9 bytes of a request head");
+    receiver.assert_alive("a cut request head");
+
+    // A POST without Content-Length: 411 and close.
+    let mut client = receiver.connect();
+    client.send(b"POST /log HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nabc=def");
+    let response = client.response();
+    assert_eq!(response.status, 411, "{response:?}");
+    assert_eq!(response.header("connection"), Some("close"));
+    client.assert_closed_by_peer();
+    receiver.stderr_containing("no Content-Length");
+    receiver.assert_alive("a POST without Content-Length");
+
+    // A chunked body: 411 too.
+    let mut client = receiver.connect();
+    client
+        .send(b"POST /log HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n7\r\nabc=def\r\n0\r\n\r\n");
+    assert_eq!(client.response().status, 411);
+    client.assert_closed_by_peer();
+    receiver.assert_alive("a chunked body");
+
+    // A body over the limit: 413 without reading it.
+    let mut client = receiver.connect();
+    client.send(b"POST /log HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n");
+    assert_eq!(client.response().status, 413);
+    client.assert_closed_by_peer();
+    receiver.assert_alive("a huge Content-Length");
+
+    // A head over 64 KiB: 431.
+    let mut client = receiver.connect();
+    let mut huge = b"GET /log?".to_vec();
+    huge.resize(70 * 1024, b'a');
+    client.send(&huge);
+    assert_eq!(client.response().status, 431);
+    client.assert_closed_by_peer();
+    receiver.assert_alive("a huge request head");
+
+    // Bad Content-Length: 400.
+    let mut client = receiver.connect();
+    client.send(b"POST /log HTTP/1.1\r\nContent-Length: -1\r\n\r\n");
+    assert_eq!(client.response().status, 400);
+    client.assert_closed_by_peer();
+    receiver.assert_alive("a bad Content-Length");
+}
+
+#[test]
+fn raw_mode_prints_request_line_headers_and_fields() {
+    let receiver = Receiver::start(&["--raw"]);
+    let body = "name=demo&msg=hello+raw%0Aline+2&levelname=INFO";
+    let mut client = receiver.connect();
+    let response = client.request("POST", "/log", body.as_bytes());
+    assert_eq!(response.status, 200, "{response:?}");
+    let expected = [
+        "POST /log HTTP/1.1".to_string(),
+        "Host: 127.0.0.1".to_string(),
+        "Content-Type: application/x-www-form-urlencoded".to_string(),
+        format!("Content-Length: {}", body.len()),
+        "  name = demo".to_string(),
+        r#"  msg = "hello raw\nline 2""#.to_string(),
+        "  levelname = INFO".to_string(),
+        String::new(),
+    ];
+    for line in expected {
+        assert_eq!(receiver.line(), line);
+    }
+
+    let response = client.request("GET", "/x?a=1&b=two+words", b"");
+    assert_eq!(response.status, 200, "{response:?}");
+    for line in [
+        "GET /x?a=1&b=two+words HTTP/1.1",
+        "Host: 127.0.0.1",
+        "  a = 1",
+        "  b = two words",
+        "",
+    ] {
+        assert_eq!(receiver.line(), line);
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn pid_file_keeps_a_second_instance_out() {
+    /// Removes the pid file at the end.
+    struct TempFile(PathBuf);
+    impl Drop for TempFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let path = std::env::temp_dir().join(format!(
+        "http-logger-receiver-test-{}-{nanos}.pid",
+        std::process::id()
+    ));
+    let file = TempFile(path);
+    let path = file.0.to_str().expect("a UTF-8 temp path");
+
+    let first = Receiver::start(&["--pid-file", path]);
+    let written = std::fs::read_to_string(path).expect("read the pid file");
+    assert_eq!(written.trim(), first.pid().to_string());
+
+    let (status, stderr) = run_to_exit(&["--port", "0", "--pid-file", path]);
+    assert!(!status.success(), "the second instance started: {stderr:?}");
+    let pid = format!("pid {}", first.pid());
+    assert!(
+        stderr.iter().any(|line| line.contains(&pid)),
+        "the refusal does not name {pid}: {stderr:?}"
+    );
+    // The first one keeps running and serving, and still owns the file.
+    first.assert_alive("a refused second instance");
+    let written = std::fs::read_to_string(path).expect("read the pid file");
+    assert_eq!(written.trim(), first.pid().to_string());
+
+    drop(first); // kills and reaps it: the lock goes with the process
+    let third = Receiver::start(&["--pid-file", path]);
+    let written = std::fs::read_to_string(path).expect("read the pid file");
+    assert_eq!(written.trim(), third.pid().to_string());
+    third.assert_alive("a restart on the same pid file");
+}
+
+/// Serves a few connections the receiver closes first (so that, without
+/// `--linger-zero`, its side of them ends in `TIME_WAIT`) and one the client
+/// closes first.
+fn serve_some_connections(receiver: &Receiver) {
+    for n in 0..3 {
+        let msg = format!("closing {n}");
+        let mut client = receiver.connect();
+        let body = record("demo", "INFO", &msg);
+        client.send(&request_bytes(
+            "POST",
+            "/log",
+            &["Connection: close"],
+            body.as_bytes(),
+        ));
+        assert_eq!(client.response().status, 200);
+        client.assert_closed_by_peer();
+        assert_eq!(receiver.line(), pretty(CREATED, "demo", "INFO", &msg));
+    }
+    receiver.assert_alive("closed connections");
+}
+
+#[test]
+fn linger_zero_serves_and_restarts_on_the_same_port() {
+    let receiver = Receiver::start(&["--linger-zero"]);
+    let port = receiver.port.to_string();
+    serve_some_connections(&receiver);
+    drop(receiver);
+
+    let receiver = Receiver::start(&["--linger-zero", "--port", &port]);
+    receiver.assert_alive("a restart with --linger-zero");
+}
+
+#[test]
+fn restart_on_the_same_port_after_serving_works() {
+    let receiver = Receiver::start(&[]);
+    let port = receiver.port.to_string();
+    serve_some_connections(&receiver);
+    drop(receiver);
+
+    let receiver = Receiver::start(&["--port", &port]);
+    assert_eq!(receiver.port.to_string(), port);
+    receiver.assert_alive("a restart on the same port");
+}
+
+#[test]
+fn quiet_mode_only_counts_records() {
+    let receiver = Receiver::start(&["--quiet"]);
+    let mut client = receiver.connect();
+    for n in 0..3 {
+        let body = record("demo", "INFO", &format!("quiet {n}"));
+        assert_eq!(client.request("POST", "/log", body.as_bytes()).status, 200);
+    }
+    loop {
+        let line = receiver.line();
+        if line == "received 3 records" {
+            break;
+        }
+        assert!(
+            line == "received 1 records" || line == "received 2 records",
+            "unexpected output in --quiet mode: {line:?}"
+        );
+    }
+}
+
+#[test]
+fn bad_options_exit_with_code_2() {
+    for args in [
+        &["--bogus"][..],
+        &["--port"],
+        &["--port", "http"],
+        &["--raw=yes"],
+    ] {
+        let (status, stderr) = run_to_exit(args);
+        assert_eq!(status.code(), Some(2), "{args:?}: {stderr:?}");
+        assert!(
+            stderr
+                .iter()
+                .any(|line| line.starts_with("usage: receiver")),
+            "{args:?}: no usage line in {stderr:?}"
+        );
+    }
+}
+
+#[test]
+fn python_httphandler_interoperates() {
+    let receiver = Receiver::start(&[]);
+    let python = std::env::var("HTTP_LOGGER_PYTHON").unwrap_or_else(|_| "python3".to_string());
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/py_sender.py");
+    let child = Command::new(&python)
+        .arg(&script)
+        .arg(format!("127.0.0.1:{}", receiver.port))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(child) => Guard(child),
+        Err(err) => panic!(
+            "cannot run {python:?} ({err}): this test needs Python 3; install it or set \
+             HTTP_LOGGER_PYTHON to its path"
+        ),
+    };
+    let stdout = lines_of(child.0.stdout.take().expect("stdout is piped"));
+    let stderr = lines_of(child.0.stderr.take().expect("stderr is piped"));
+    let created = all_lines(&stdout, "py_sender.py to finish");
+    let errors = all_lines(&stderr, "py_sender.py to finish");
+    let status = child.0.wait().expect("wait for py_sender.py");
+    assert!(
+        status.success(),
+        "{python} {} failed ({status}): {}",
+        script.display(),
+        errors.join("\n")
+    );
+
+    let expected = [
+        ("INFO", "hello from python %s"),
+        ("WARNING", "warning over GET"),
+        ("ERROR", "division failed"),
+    ];
+    assert_eq!(
+        created.len(),
+        expected.len(),
+        "py_sender.py printed {created:?}"
+    );
+    for (created, (level, msg)) in created.iter().zip(expected) {
+        assert_eq!(
+            receiver.line(),
+            pretty(created, "interop.py_sender", level, msg)
+        );
+    }
+}

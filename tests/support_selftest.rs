@@ -1,0 +1,356 @@
+//! Tests of the test receiver in `tests/support`, with plain `TcpStream` clients.
+
+mod support;
+
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use support::{Reply, Server};
+
+const WAIT: Duration = Duration::from_secs(5);
+
+struct Client {
+    reader: BufReader<TcpStream>,
+}
+
+struct Response {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Response {
+    fn header(&self, name: &str) -> Option<&str> {
+        let mut hits = self
+            .headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name));
+        hits.next().map(|(_, v)| v.as_str())
+    }
+}
+
+impl Client {
+    fn connect(server: &Server) -> Client {
+        let stream = TcpStream::connect(server.addr()).expect("connect");
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        stream.set_write_timeout(Some(WAIT)).unwrap();
+        Client {
+            reader: BufReader::new(stream),
+        }
+    }
+
+    fn stream(&self) -> &TcpStream {
+        self.reader.get_ref()
+    }
+
+    fn send(&mut self, raw: &[u8]) {
+        self.reader.get_mut().write_all(raw).expect("write request");
+    }
+
+    fn get(&mut self, target: &str) {
+        self.send(format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
+    }
+
+    fn post(&mut self, target: &str, body: &[u8]) {
+        let head = format!(
+            "POST {target} HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        self.send(&[head.as_bytes(), body].concat());
+    }
+
+    fn line(&mut self) -> String {
+        let mut line = String::new();
+        self.reader
+            .read_line(&mut line)
+            .expect("read response line");
+        line.trim_end().to_string()
+    }
+
+    fn response(&mut self) -> Response {
+        let status_line = self.line();
+        let mut parts = status_line.splitn(3, ' ');
+        assert_eq!(
+            parts.next(),
+            Some("HTTP/1.1"),
+            "status line {status_line:?}"
+        );
+        let status = parts
+            .next()
+            .and_then(|s| s.parse().ok())
+            .expect("status code");
+        let mut headers = Vec::new();
+        loop {
+            let l = self.line();
+            if l.is_empty() {
+                break;
+            }
+            let (k, v) = l.split_once(':').expect("header line");
+            headers.push((k.trim().to_string(), v.trim().to_string()));
+        }
+        let mut resp = Response {
+            status,
+            headers,
+            body: Vec::new(),
+        };
+        let len: usize = resp
+            .header("content-length")
+            .expect("content-length")
+            .parse()
+            .unwrap();
+        resp.body = vec![0; len];
+        self.reader.read_exact(&mut resp.body).expect("read body");
+        resp
+    }
+
+    /// Reads after the server stopped answering: Ok(bytes read before EOF) or the error kind.
+    fn read_rest(&mut self) -> Result<Vec<u8>, ErrorKind> {
+        let mut out = Vec::new();
+        self.reader
+            .read_to_end(&mut out)
+            .map(|_| out)
+            .map_err(|e| e.kind())
+    }
+}
+
+fn is_timeout(kind: ErrorKind) -> bool {
+    matches!(kind, ErrorKind::WouldBlock | ErrorKind::TimedOut)
+}
+
+/// Drops the server on another thread and fails if that does not return in time.
+fn drop_bounded(server: Server) {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        drop(server);
+        let _ = tx.send(());
+    });
+    rx.recv_timeout(Duration::from_secs(10))
+        .expect("dropping the Server hung");
+}
+
+#[test]
+fn keep_alive_two_requests_one_connection() {
+    let server = Server::start();
+    let mut c = Client::connect(&server);
+    c.get("/a");
+    assert_eq!(c.response().status, 200);
+    c.post("/b", b"x=1");
+    assert_eq!(c.response().status, 200);
+    let reqs = server.recv_n(2, WAIT);
+    assert_eq!(reqs.len(), 2);
+    assert_eq!(
+        (reqs[0].method.as_str(), reqs[0].target.as_str()),
+        ("GET", "/a")
+    );
+    assert_eq!(
+        (reqs[1].method.as_str(), reqs[1].target.as_str()),
+        ("POST", "/b")
+    );
+    assert_eq!((reqs[0].conn, reqs[1].conn), (0, 0));
+    assert_eq!((reqs[0].index, reqs[1].index), (0, 1));
+    assert_eq!(reqs[1].header("HOST"), Some("x"));
+    assert_eq!(server.connections(), 1);
+    assert_eq!(server.requests(), 2);
+
+    // a second connection gets the next index; `Connection: close` is honoured
+    let mut c2 = Client::connect(&server);
+    c2.send(b"GET /c HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let resp = c2.response();
+    assert_eq!(resp.header("connection"), Some("close"));
+    assert_eq!(c2.read_rest(), Ok(Vec::new()));
+    assert_eq!(server.recv(WAIT).expect("third request").conn, 1);
+    assert_eq!(server.connections(), 2);
+}
+
+#[test]
+fn get_query_fields_decoded() {
+    let server = Server::start();
+    let mut c = Client::connect(&server);
+    c.get("/log?src=app&name=demo&msg=a+b%26c%3Dd%25&empty=&msg=second");
+    assert_eq!(c.response().status, 200);
+    let req = server.recv(WAIT).expect("request");
+    assert_eq!(req.path(), "/log");
+    assert_eq!(
+        req.query(),
+        Some("src=app&name=demo&msg=a+b%26c%3Dd%25&empty=&msg=second")
+    );
+    let fields = req.fields();
+    let keys: Vec<&str> = fields.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(keys, ["src", "name", "msg", "empty", "msg"]);
+    assert_eq!(req.field("msg").as_deref(), Some("a b&c=d%"));
+    assert_eq!(req.field("empty").as_deref(), Some(""));
+    assert_eq!(req.field("missing"), None);
+}
+
+#[test]
+fn post_body_fields_decoded() {
+    let server = Server::start();
+    let mut c = Client::connect(&server);
+    let body = "msg=one+two%26three%2Bfour&uni=h%C3%A9llo+%F0%9F%98%80&nl=a%0D%0Ab";
+    c.post("/log?src=app", body.as_bytes());
+    assert_eq!(c.response().status, 200);
+    // the same body, chunked
+    c.send(b"POST /log HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nmsg=o\r\n3;ext=1\r\nne+\r\n3\r\ntwo\r\n0\r\n\r\n");
+    assert_eq!(c.response().status, 200);
+
+    let req = server.recv(WAIT).expect("request");
+    assert_eq!(req.body, body.as_bytes());
+    assert_eq!(req.field("msg").as_deref(), Some("one two&three+four"));
+    assert_eq!(req.field("uni").as_deref(), Some("héllo 😀"));
+    assert_eq!(req.field("nl").as_deref(), Some("a\r\nb"));
+    assert_eq!(
+        req.field("src"),
+        None,
+        "POST fields come from the body only"
+    );
+    let chunked = server.recv(WAIT).expect("chunked request");
+    assert_eq!(chunked.field("msg").as_deref(), Some("one two"));
+}
+
+#[test]
+fn script_by_index_500_then_200() {
+    let server = Server::with_script(|i, _| {
+        if i == 0 {
+            Reply::Status(500)
+        } else {
+            Reply::Status(200)
+        }
+    });
+    let mut c = Client::connect(&server);
+    c.get("/x");
+    assert_eq!(c.response().status, 500);
+    c.get("/x");
+    assert_eq!(c.response().status, 200, "the connection survives a 500");
+    let mut c2 = Client::connect(&server);
+    c2.get("/x");
+    assert_eq!(c2.response().status, 200);
+    assert_eq!(server.recv_n(3, WAIT).len(), 3);
+}
+
+#[test]
+fn status_with_headers_carries_retry_after() {
+    let server = Server::with_script(|_, req| match req.path() {
+        "/busy" => Reply::StatusWithHeaders(429, vec![("Retry-After".into(), "2".into())]),
+        _ => Reply::Delay(Duration::from_millis(50), 202),
+    });
+    let mut c = Client::connect(&server);
+    c.get("/busy");
+    let resp = c.response();
+    assert_eq!(resp.status, 429);
+    assert_eq!(resp.header("retry-after"), Some("2"));
+    c.get("/slow");
+    assert_eq!(c.response().status, 202);
+    assert_eq!(server.recv_n(2, WAIT).len(), 2);
+}
+
+#[test]
+fn hang_times_out_client_until_server_dropped() {
+    let server = Server::with_script(|_, _| Reply::Hang);
+    let mut c = Client::connect(&server);
+    c.get("/hang");
+    assert_eq!(
+        server.recv(WAIT).expect("hung request is delivered").path(),
+        "/hang"
+    );
+    c.stream()
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let err = c
+        .reader
+        .read(&mut buf)
+        .expect_err("a hung request gets no answer");
+    assert!(
+        is_timeout(err.kind()),
+        "expected a read timeout, got {err:?}"
+    );
+
+    c.stream().set_read_timeout(Some(WAIT)).unwrap();
+    drop_bounded(server);
+    match c.reader.read(&mut buf) {
+        Ok(n) => assert_eq!(n, 0, "EOF after the server is dropped"),
+        Err(e) => assert!(!is_timeout(e.kind()), "still hung after drop: {e:?}"),
+    }
+}
+
+#[test]
+fn close_gives_eof_and_garbage_is_not_http() {
+    let server = Server::with_script(|_, req| {
+        if req.path() == "/close" {
+            Reply::Close
+        } else {
+            Reply::Garbage
+        }
+    });
+    let mut c = Client::connect(&server);
+    c.get("/close");
+    match c.read_rest() {
+        Ok(bytes) => assert!(bytes.is_empty(), "no answer expected, got {bytes:?}"),
+        Err(kind) => assert!(!is_timeout(kind), "expected EOF, got a timeout"),
+    }
+    let mut c = Client::connect(&server);
+    c.get("/garbage");
+    let bytes = c.read_rest().expect("garbage then EOF");
+    assert!(
+        !bytes.is_empty() && !bytes.starts_with(b"HTTP/"),
+        "{bytes:?}"
+    );
+    assert_eq!(server.recv_n(2, WAIT).len(), 2);
+}
+
+#[test]
+fn drop_with_open_idle_connection_returns() {
+    let server = Server::start();
+    let mut c = Client::connect(&server);
+    c.get("/a");
+    assert_eq!(c.response().status, 200);
+    let mut idle = Client::connect(&server); // connected, never sends
+    drop_bounded(server);
+    assert_eq!(c.read_rest(), Ok(Vec::new()));
+    assert!(!matches!(idle.read_rest(), Err(kind) if is_timeout(kind)));
+}
+
+#[test]
+fn survives_clients_that_disconnect_mid_request() {
+    let server = Server::start();
+    for partial in [
+        &b"GET /part"[..],
+        b"POST /p HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc",
+        b"GARBAGE\r\n\r\n",
+    ] {
+        let mut c = Client::connect(&server);
+        c.send(partial);
+        drop(c);
+    }
+    let mut c = Client::connect(&server);
+    c.get("/ok");
+    assert_eq!(c.response().status, 200);
+    let req = server.recv(WAIT).expect("the complete request");
+    assert_eq!(req.path(), "/ok");
+    assert_eq!(req.index, 0, "incomplete requests are not counted");
+}
+
+#[test]
+fn restart_on_the_same_port() {
+    let first = Server::start();
+    let addr = first.addr();
+    assert_eq!(first.host(), format!("127.0.0.1:{}", addr.port()));
+    let mut c = Client::connect(&first);
+    c.get("/before");
+    assert_eq!(c.response().status, 200);
+    drop_bounded(first);
+    assert!(
+        TcpStream::connect(addr).is_err(),
+        "the port is closed once the server is dropped"
+    );
+
+    let second = Server::start_on(addr, |_, _| Reply::Status(204)).expect("rebind the same port");
+    assert_eq!(second.addr(), addr);
+    let mut c = Client::connect(&second);
+    c.get("/after");
+    assert_eq!(c.response().status, 204);
+    assert_eq!(second.recv(WAIT).expect("request").path(), "/after");
+    assert!(second.try_drain().is_empty());
+}
