@@ -69,9 +69,13 @@ pub const DEFAULT_MAX_RECORD_BYTES: usize = 4 << 20;
 /// |---|---|
 /// | [`method`](Builder::method) | [`Method::Post`] |
 /// | [`level`](Builder::level) | [`DEFAULT_LEVEL`] (`Info`) |
+/// | [`filter`](Builder::filter), [`filter_env`](Builder::filter_env) | none |
+/// | [`stack_info`](Builder::stack_info) | `Off` |
 /// | [`secure`](Builder::secure) | `false` (plain HTTP) |
 /// | [`credentials`](Builder::credentials) | none |
-/// | [`header`](Builder::header) | none |
+/// | [`header`](Builder::header), [`bearer_token`](Builder::bearer_token) | none |
+/// | [`add_root_certificate`](Builder::add_root_certificate) | none: the Mozilla roots |
+/// | [`client_certificate`](Builder::client_certificate) | none |
 /// | [`connect_timeout`](Builder::connect_timeout) | [`DEFAULT_CONNECT_TIMEOUT`] (5 s) |
 /// | [`timeout`](Builder::timeout) | [`DEFAULT_TIMEOUT`] (10 s) |
 /// | [`queue_capacity`](Builder::queue_capacity) | [`DEFAULT_QUEUE_CAPACITY`] (16,384) |
@@ -94,6 +98,8 @@ pub struct Builder {
     credentials: Option<(String, String)>,
     credentials_over_http: bool,
     headers: Vec<(String, String)>,
+    root_certificates: Vec<Vec<u8>>,
+    client_certificate: Option<(Vec<u8>, Vec<u8>)>,
     connect_timeout: Duration,
     timeout: Duration,
     queue_capacity: usize,
@@ -103,6 +109,9 @@ pub struct Builder {
     hostname: bool,
     process_name: Option<String>,
     max_record_bytes: usize,
+    filter: Option<String>,
+    filter_env: Option<String>,
+    stack_info: log::LevelFilter,
 }
 
 impl Builder {
@@ -116,6 +125,8 @@ impl Builder {
             credentials: None,
             credentials_over_http: false,
             headers: Vec::new(),
+            root_certificates: Vec::new(),
+            client_certificate: None,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             timeout: DEFAULT_TIMEOUT,
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
@@ -130,6 +141,9 @@ impl Builder {
             hostname: true,
             process_name: None,
             max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+            filter: None,
+            filter_env: None,
+            stack_info: log::LevelFilter::Off,
         }
     }
 
@@ -142,11 +156,42 @@ impl Builder {
     }
 
     /// Ignores records less severe than `level`. [`init`](Builder::init) also sets the `log`
-    /// crate's max level to it.
+    /// crate's max level to it (to the most verbose directive's, with a
+    /// [`filter`](Builder::filter)).
     ///
     /// Defaults to [`DEFAULT_LEVEL`] (`Info`).
     pub fn level(mut self, level: log::LevelFilter) -> Builder {
         self.level = level;
+        self
+    }
+
+    /// Filters records with `RUST_LOG`-style directives (`warn,app::db=debug,hyper=off`), as
+    /// `env_logger` does: the most specific module prefix decides. Replaces
+    /// [`level`](Builder::level), which is then only the level of a directive without a module.
+    /// [`build`](Builder::build) refuses directives that do not parse.
+    ///
+    /// Defaults to none: [`level`](Builder::level) alone decides.
+    pub fn filter(mut self, directives: impl Into<String>) -> Builder {
+        self.filter = Some(directives.into());
+        self
+    }
+
+    /// Reads [`filter`](Builder::filter) directives from the environment variable `var` (say
+    /// `RUST_LOG`) when the logger is built; when `var` is unset, the other settings decide.
+    ///
+    /// Defaults to none.
+    pub fn filter_env(mut self, var: impl Into<String>) -> Builder {
+        self.filter_env = Some(var.into());
+        self
+    }
+
+    /// Captures a backtrace into `stack_info` for records at or above `level` (say
+    /// `LevelFilter::Error`). The capture happens in the `log!` call and costs tens of
+    /// microseconds; symbols are resolved on the worker.
+    ///
+    /// Defaults to `LevelFilter::Off`: `stack_info` is `None`.
+    pub fn stack_info(mut self, level: log::LevelFilter) -> Builder {
+        self.stack_info = level;
         self
     }
 
@@ -188,6 +233,44 @@ impl Builder {
     /// Defaults to none.
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Builder {
         self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Sends `Authorization: Bearer <token>` with every record. Like
+    /// [`credentials`](Builder::credentials), refused over plain HTTP unless
+    /// [`credentials_over_http(true)`](Builder::credentials_over_http).
+    ///
+    /// Defaults to none.
+    pub fn bearer_token(self, token: impl AsRef<str>) -> Builder {
+        let value = format!("Bearer {}", token.as_ref());
+        self.header("Authorization", value)
+    }
+
+    /// Trusts the CA certificates in `pem` (one or more `-----BEGIN CERTIFICATE-----` blocks)
+    /// to verify the receiver, what Python's `context` is mostly used for. Once one is added,
+    /// the added ones are the only roots trusted, as with Python's
+    /// `ssl.create_default_context(cafile=...)`: the Mozilla roots are no longer used. Needs
+    /// [`secure(true)`](Builder::secure).
+    ///
+    /// Defaults to none: the Mozilla root certificates (`webpki-roots`).
+    pub fn add_root_certificate(mut self, pem: impl AsRef<[u8]>) -> Builder {
+        self.root_certificates.push(pem.as_ref().to_vec());
+        self
+    }
+
+    /// Presents this client certificate chain and private key (PEM) to receivers that require
+    /// mutual TLS. Needs [`secure(true)`](Builder::secure).
+    ///
+    /// Defaults to none.
+    pub fn client_certificate(
+        mut self,
+        certificate_chain_pem: impl AsRef<[u8]>,
+        private_key_pem: impl AsRef<[u8]>,
+    ) -> Builder {
+        self.client_certificate = Some((
+            certificate_chain_pem.as_ref().to_vec(),
+            private_key_pem.as_ref().to_vec(),
+        ));
         self
     }
 
@@ -288,7 +371,9 @@ impl Builder {
     ///
     /// An [`Error`] saying what is wrong: a malformed host ([`ErrorKind::InvalidHost`]) or url
     /// ([`ErrorKind::InvalidUrl`]), a bad header ([`ErrorKind::InvalidHeader`]), credentials
-    /// over plain HTTP ([`ErrorKind::InsecureCredentials`]), a zero queue capacity
+    /// over plain HTTP ([`ErrorKind::InsecureCredentials`]), filter directives that do not
+    /// parse ([`ErrorKind::InvalidConfig`]), a TLS setting without
+    /// `secure(true)` or a PEM that holds no certificate or key ([`ErrorKind::Tls`]), a zero queue capacity
     /// ([`ErrorKind::InvalidConfig`]), or no thread to be had ([`ErrorKind::Spawn`]).
     ///
     /// ```no_run
@@ -302,6 +387,8 @@ impl Builder {
     pub fn build(self) -> Result<HttpLogger, Error> {
         let endpoint = Endpoint::parse(&self.host, &self.url, self.secure)?;
         let headers = self.checked_headers()?;
+        let tls = self.checked_tls()?;
+        let filter = self.checked_filter()?;
         if self.queue_capacity == 0 {
             return Err(Error::new(
                 ErrorKind::InvalidConfig,
@@ -320,6 +407,7 @@ impl Builder {
             endpoint: endpoint.clone(),
             method: self.method,
             headers,
+            tls,
             connect_timeout: self.connect_timeout,
             timeout: self.timeout,
             connections: 1,
@@ -344,8 +432,10 @@ impl Builder {
                 )
                 .with_source(e)
             })?;
+        crate::logger::deliver_at_exit(&shared, self.shutdown_timeout);
         Ok(HttpLogger {
-            level: self.level,
+            filter,
+            stack_info: self.stack_info,
             tx,
             shared,
             overflow: self.overflow,
@@ -375,6 +465,82 @@ impl Builder {
     /// ```
     pub fn init(self) -> Result<(), Error> {
         self.build()?.install()
+    }
+
+    fn checked_filter(&self) -> Result<env_filter::Filter, Error> {
+        let mut filter = env_filter::Builder::new();
+        filter.filter_level(self.level);
+        let from_env = self
+            .filter_env
+            .as_ref()
+            .and_then(|var| std::env::var(var).ok().map(|value| (var, value)));
+        let directives = match (&from_env, &self.filter) {
+            (Some((var, value)), _) => Some((format!("in ${var}"), value.as_str())),
+            (None, Some(directives)) => Some(("given to filter".to_owned(), directives.as_str())),
+            (None, None) => None,
+        };
+        if let Some((origin, directives)) = directives {
+            filter.try_parse(directives).map_err(|e| {
+                Error::new(
+                    ErrorKind::InvalidConfig,
+                    format!("invalid filter directives {directives:?} {origin}"),
+                )
+                .with_source(e)
+            })?;
+        }
+        Ok(filter.build())
+    }
+
+    fn checked_tls(&self) -> Result<Option<ureq::tls::TlsConfig>, Error> {
+        use ureq::tls::{Certificate, ClientCert, PemItem, PrivateKey, RootCerts, TlsConfig};
+        let tls_error = |message: &str| Error::new(ErrorKind::Tls, message);
+        let has_settings = !self.root_certificates.is_empty() || self.client_certificate.is_some();
+        if !self.secure {
+            return if has_settings {
+                Err(tls_error(
+                    "TLS settings (add_root_certificate, client_certificate) need secure(true)",
+                ))
+            } else {
+                Ok(None)
+            };
+        }
+        let certificates = |pem: &[u8], what: &str| -> Result<Vec<Certificate<'static>>, Error> {
+            let mut certs = Vec::new();
+            for item in ureq::tls::parse_pem(pem) {
+                match item {
+                    Ok(PemItem::Certificate(cert)) => certs.push(cert),
+                    Ok(_) => {}
+                    Err(e) => {
+                        return Err(
+                            tls_error(&format!("invalid PEM given to {what}")).with_source(e)
+                        );
+                    }
+                }
+            }
+            if certs.is_empty() {
+                return Err(tls_error(&format!(
+                    "no certificate in the PEM given to {what}"
+                )));
+            }
+            Ok(certs)
+        };
+        let mut config = TlsConfig::builder();
+        if !self.root_certificates.is_empty() {
+            let mut roots = Vec::new();
+            for pem in &self.root_certificates {
+                roots.extend(certificates(pem, "add_root_certificate")?);
+            }
+            config = config.root_certs(RootCerts::new_with_certs(&roots));
+        }
+        if let Some((chain, key)) = &self.client_certificate {
+            let chain = certificates(chain, "client_certificate")?;
+            // The key's own error could quote key material: keep only our message.
+            let key = PrivateKey::from_pem(key).map_err(|_| {
+                tls_error("no valid private key in the PEM given to client_certificate")
+            })?;
+            config = config.client_cert(Some(ClientCert::new_with_certs(&chain, key)));
+        }
+        Ok(Some(config.build()))
     }
 
     fn checked_headers(&self) -> Result<Vec<(HeaderName, HeaderValue)>, Error> {
@@ -458,6 +624,11 @@ impl fmt::Debug for Builder {
             )
             .field("credentials_over_http", &self.credentials_over_http)
             .field("headers", &Redacted(&self.headers))
+            .field("root_certificates", &self.root_certificates.len())
+            .field(
+                "client_certificate",
+                &self.client_certificate.as_ref().map(|_| "<redacted>"),
+            )
             .field("connect_timeout", &self.connect_timeout)
             .field("timeout", &self.timeout)
             .field("queue_capacity", &self.queue_capacity)
@@ -467,6 +638,9 @@ impl fmt::Debug for Builder {
             .field("hostname", &self.hostname)
             .field("process_name", &self.process_name)
             .field("max_record_bytes", &self.max_record_bytes)
+            .field("filter", &self.filter)
+            .field("filter_env", &self.filter_env)
+            .field("stack_info", &self.stack_info)
             .finish()
     }
 }

@@ -84,7 +84,13 @@ pub(crate) fn for_each_field(rec: &Captured, statics: &Statics, f: &mut dyn FnMu
     f("module", module);
     f("exc_info", rec.exc_info().unwrap_or(NONE));
     f("exc_text", rec.exc_text().unwrap_or(NONE));
-    f("stack_info", NONE);
+    match &rec.stack {
+        Some(stack) => f(
+            "stack_info",
+            &format!("Stack (most recent call first):\n{stack}"),
+        ),
+        None => f("stack_info", NONE),
+    }
     f("lineno", num.display(rec.line.unwrap_or(0)));
     f("funcName", "(unknown function)");
     // Python 3.13: created = ns / 1e9; msecs = (ns % 1e9) // 1e6 + 0.0;

@@ -75,6 +75,15 @@
 //! `rustls`, `http_logger`), are never sent: ureq logs request heads at TRACE, credentials
 //! included.
 //!
+//! # Feature flags
+//!
+//! - `log4rs`: [`HttpLogger::into_appender`], to use the logger as a
+//!   [log4rs](https://docs.rs/log4rs) appender.
+//!
+//! Without a feature, the logger composes with any other `log` setup: [`Builder::build`] gives
+//! an `HttpLogger` that is a plain [`log::Log`], to put in `fern`'s `chain` or behind a logger of
+//! your own.
+//!
 //! # Minimum supported Rust version
 //!
 //! Rust 1.85 (edition 2024), as ureq 3 requires.
@@ -87,6 +96,8 @@ mod builder;
 mod endpoint;
 mod error;
 mod fields;
+#[cfg(feature = "log4rs")]
+mod log4rs;
 mod logger;
 mod record;
 mod stats;
@@ -100,7 +111,7 @@ pub use builder::{
     DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_TIMEOUT, Method, Overflow,
 };
 pub use error::{Error, ErrorKind};
-pub use logger::{HttpLogger, stats};
+pub use logger::{HttpLogger, last_error, stats};
 pub use stats::Stats;
 
 #[doc = include_str!("../README.md")]

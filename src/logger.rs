@@ -1,7 +1,7 @@
 //! The `log::Log` implementation: filter, capture, enqueue. Never any I/O.
 
 use std::fmt;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, Once, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{SendTimeoutError, Sender, TrySendError};
@@ -20,11 +20,11 @@ use crate::{Method, Overflow};
 /// for the network. A background worker thread delivers the records in order over a
 /// kept-alive connection.
 ///
-/// Install one with [`HttpLogger::init`] or [`Builder::init`]; records logged before `main`
-/// returns (or before [`std::process::exit`]) are then delivered at exit, waiting at most the
-/// [shutdown timeout](Builder::shutdown_timeout). Or [`build`](Builder::build) one to use
-/// without installing it (to put behind another logger, or in tests): dropping it delivers
-/// what it holds, waiting at most the shutdown timeout.
+/// Install one with [`HttpLogger::init`] or [`Builder::init`], or [`build`](Builder::build)
+/// one to use without installing it (behind `fern`, `log4rs` or a logger of your own, or in
+/// tests). Either way, records logged before `main` returns (or before
+/// [`std::process::exit`]) are delivered at exit, waiting at most the
+/// [shutdown timeout](Builder::shutdown_timeout); dropping a built logger does the same.
 ///
 /// ```no_run
 /// use http_logger::{HttpLogger, Method};
@@ -35,7 +35,9 @@ use crate::{Method, Overflow};
 /// # Ok(()) }
 /// ```
 pub struct HttpLogger {
-    pub(crate) level: log::LevelFilter,
+    pub(crate) filter: env_filter::Filter,
+    /// Records at or above it carry a backtrace.
+    pub(crate) stack_info: log::LevelFilter,
     pub(crate) tx: Sender<Captured>,
     pub(crate) shared: Arc<Shared>,
     pub(crate) overflow: Overflow,
@@ -46,8 +48,41 @@ pub struct HttpLogger {
     pub(crate) method: Method,
 }
 
-/// The installed logger's state, for [`stats`](crate::stats) and the exit hook.
-static INSTALLED: OnceLock<(Arc<Shared>, Duration)> = OnceLock::new();
+/// The installed logger's state, for [`stats`](crate::stats) and [`last_error`](crate::last_error).
+static INSTALLED: OnceLock<Arc<Shared>> = OnceLock::new();
+
+/// Every built logger still alive, with its shutdown timeout, for the exit hook: a logger
+/// inside `fern` or `log4rs` is never dropped either.
+static LIVE: Mutex<Vec<(Weak<Shared>, Duration)>> = Mutex::new(Vec::new());
+
+/// Registers a built logger for delivery at exit (and the exit hook, once).
+pub(crate) fn deliver_at_exit(shared: &Arc<Shared>, shutdown_timeout: Duration) {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        crate::sys::at_exit(exit_hook);
+    });
+    let mut live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+    live.retain(|(shared, _)| shared.strong_count() > 0);
+    live.push((Arc::downgrade(shared), shutdown_timeout));
+}
+
+/// Runs at normal exit: delivers what every live logger holds, all within the longest of
+/// their shutdown timeouts.
+extern "C" fn exit_hook() {
+    // Unwinding out of an `extern "C"` fn aborts; a panic here must not.
+    let _ = std::panic::catch_unwind(|| {
+        let live: Vec<_> = LIVE
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter_map(|(shared, timeout)| Some((shared.upgrade()?, *timeout)))
+            .collect();
+        let start = Instant::now();
+        for (shared, timeout) in live {
+            shared.flush(start + timeout);
+        }
+    });
+}
 
 /// Targets whose records are never sent: our own, and our HTTP stack's (ureq dumps request
 /// heads, `Authorization` included, at TRACE).
@@ -105,6 +140,12 @@ impl HttpLogger {
         self.shared.stats()
     }
 
+    /// Why the last record this logger gave up (counted in [`Stats::failed`]) was given up: the
+    /// receiver's status, a connection or TLS error, a timeout. `None` while none was.
+    pub fn last_error(&self) -> Option<String> {
+        self.shared.last_error()
+    }
+
     /// Waits until every record logged before the call is delivered or given up, at most
     /// `timeout`. Returns whether everything was. [`log::Log::flush`] does the same with the
     /// shutdown timeout.
@@ -114,8 +155,7 @@ impl HttpLogger {
 
     pub(crate) fn install(self) -> Result<(), Error> {
         let shared = self.shared.clone();
-        let level = self.level;
-        let shutdown_timeout = self.shutdown_timeout;
+        let level = self.filter.filter();
         log::set_boxed_logger(Box::new(self)).map_err(|e| {
             Error::new(
                 ErrorKind::AlreadyInitialized,
@@ -125,20 +165,9 @@ impl HttpLogger {
         })?;
         log::set_max_level(level);
         // set_boxed_logger succeeds once per process, so this is the first and only set.
-        let _ = INSTALLED.set((shared, shutdown_timeout));
-        crate::sys::at_exit(deliver_at_exit);
+        let _ = INSTALLED.set(shared);
         Ok(())
     }
-}
-
-/// Runs at normal exit: delivers what the installed logger holds, within its shutdown timeout.
-extern "C" fn deliver_at_exit() {
-    // Unwinding out of an `extern "C"` fn aborts; a panic here must not.
-    let _ = std::panic::catch_unwind(|| {
-        if let Some((shared, timeout)) = INSTALLED.get() {
-            shared.flush(Instant::now() + *timeout);
-        }
-    });
 }
 
 /// A snapshot of the installed logger's counters, or `None` when no `HttpLogger` was installed
@@ -154,21 +183,30 @@ extern "C" fn deliver_at_exit() {
 /// # Ok(()) }
 /// ```
 pub fn stats() -> Option<Stats> {
-    INSTALLED.get().map(|(shared, _)| shared.stats())
+    INSTALLED.get().map(|shared| shared.stats())
+}
+
+/// The installed logger's [`HttpLogger::last_error`]: why the last record it gave up was given
+/// up. `None` when none was, or when no `HttpLogger` is installed.
+pub fn last_error() -> Option<String> {
+    INSTALLED.get().and_then(|shared| shared.last_error())
 }
 
 impl log::Log for HttpLogger {
     fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
-        metadata.level() <= self.level && !is_own_stack(metadata.target()) && !in_worker()
+        self.filter.enabled(metadata) && !is_own_stack(metadata.target()) && !in_worker()
     }
 
     fn log(&self, record: &log::Record<'_>) {
-        if !self.enabled(record.metadata()) {
+        if is_own_stack(record.target()) || in_worker() || !self.filter.matches(record) {
             return;
         }
         let counters = &self.shared.counters;
         Counters::add(&counters.logged);
-        let rec = Captured::capture(record, self.max_record_bytes);
+        let mut rec = Captured::capture(record, self.max_record_bytes);
+        if record.level() <= self.stack_info {
+            rec.stack = Some(Box::new(std::backtrace::Backtrace::force_capture()));
+        }
         if rec.truncated {
             Counters::add(&counters.truncated);
         }
@@ -207,7 +245,8 @@ impl fmt::Debug for HttpLogger {
         f.debug_struct("HttpLogger")
             .field("destination", &self.destination)
             .field("method", &self.method)
-            .field("level", &self.level)
+            .field("filter", &self.filter)
+            .field("stack_info", &self.stack_info)
             .field("stats", &self.stats())
             .finish_non_exhaustive()
     }

@@ -33,6 +33,8 @@ pub(crate) struct TransportConfig {
     pub(crate) method: Method,
     /// Checked at build time; `Authorization` marked sensitive.
     pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
+    /// `Some` with `secure(true)`.
+    pub(crate) tls: Option<ureq::tls::TlsConfig>,
     pub(crate) connect_timeout: Duration,
     pub(crate) timeout: Duration,
     pub(crate) connections: usize,
@@ -48,7 +50,11 @@ pub(crate) struct Transport {
 
 impl Transport {
     pub(crate) fn new(config: TransportConfig) -> Transport {
-        let agent = ureq::Agent::config_builder()
+        let mut agent = ureq::Agent::config_builder();
+        if let Some(tls) = &config.tls {
+            agent = agent.tls_config(tls.clone());
+        }
+        let agent = agent
             .http_status_as_error(false)
             .timeout_connect(Some(config.connect_timeout))
             .timeout_global(Some(config.timeout))
@@ -134,6 +140,9 @@ fn classify_error(err: &ureq::Error) -> Outcome {
     use ureq::Error as E;
     let reason = err.to_string();
     match err {
+        // rustls reports a failed handshake (unknown issuer, wrong host name, ...) as
+        // InvalidData: retrying cannot help.
+        E::Io(e) if e.kind() == std::io::ErrorKind::InvalidData => Outcome::Rejected { reason },
         E::Io(_) | E::Timeout(_) | E::ConnectionFailed | E::HostNotFound | E::Protocol(_) => {
             Outcome::Transient {
                 reason,

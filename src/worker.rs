@@ -60,6 +60,8 @@ pub(crate) struct Shared {
     /// Set when the logger shuts down and its timeout has passed: give up what is left.
     abandon: AtomicBool,
     waiters: AtomicUsize,
+    /// Why the last record given up was given up.
+    last_error: Mutex<Option<String>>,
     lock: Mutex<()>,
     progress: Condvar,
 }
@@ -96,6 +98,20 @@ impl Shared {
         drop(guard);
         self.waiters.fetch_sub(1, Ordering::SeqCst);
         finished
+    }
+
+    pub(crate) fn last_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn set_last_error(&self, reason: &str) {
+        let mut last = self.last_error.lock().unwrap_or_else(|e| e.into_inner());
+        if last.as_deref() != Some(reason) {
+            *last = Some(reason.to_owned());
+        }
     }
 
     /// Tells the worker to give up what is left, now.
@@ -179,6 +195,7 @@ impl Worker {
                     self.report_losses(&mut losses);
                 }
                 Err(reason) => {
+                    self.shared.set_last_error(&reason);
                     losses.last_reason = Some(reason);
                     self.shared.finish(&self.shared.counters.failed);
                 }

@@ -64,6 +64,49 @@ fn child(scenario: &str, host: &str) {
             let stats = http_logger::stats().expect("stats after init");
             println!("stats: logged={} sent={}", stats.logged, stats.sent);
         }
+        // A built logger behind fern's chain, beside the console: delivered at exit too.
+        "fern" => {
+            let http = HttpLogger::builder(host, "/").build().expect("build");
+            fern::Dispatch::new()
+                .level(log::LevelFilter::Info)
+                .chain(Box::new(std::io::sink()) as Box<dyn std::io::Write + Send>)
+                .chain(Box::new(http) as Box<dyn log::Log>)
+                .apply()
+                .expect("fern");
+            for i in 0..300 {
+                log::info!("via fern {i}");
+            }
+        }
+        // The logger as a log4rs appender.
+        #[cfg(feature = "log4rs")]
+        "log4rs" => {
+            use log4rs::config::{Appender, Config, Root};
+            let http = HttpLogger::builder(host, "/").build().expect("build");
+            let config = Config::builder()
+                .appender(Appender::builder().build("http", http.into_appender()))
+                .build(
+                    Root::builder()
+                        .appender("http")
+                        .build(log::LevelFilter::Info),
+                )
+                .expect("config");
+            log4rs::init_config(config).expect("log4rs");
+            for i in 0..300 {
+                log::info!("via log4rs {i}");
+            }
+        }
+        // Directives from the environment, as RUST_LOG.
+        "filter-env" => {
+            HttpLogger::builder(host, "/")
+                .filter("error")
+                .filter_env("HTTP_LOGGER_TEST_FILTER")
+                .init()
+                .expect("init");
+            log::info!(target: "app", "app info: dropped");
+            log::warn!(target: "app", "app warn: kept");
+            log::debug!(target: "app::db", "db debug: kept");
+            log::trace!(target: "app::db", "db trace: dropped");
+        }
         other => panic!("unknown scenario {other}"),
     }
 }
@@ -78,7 +121,12 @@ struct Outcome {
 
 /// Runs a child scenario against `host`, killing it if it outlives `WAIT`.
 fn run_child(scenario: &str, host: &str) -> Outcome {
+    run_child_with(scenario, host, &[])
+}
+
+fn run_child_with(scenario: &str, host: &str, env: &[(&str, &str)]) -> Outcome {
     let mut child = Command::new(std::env::current_exe().expect("test binary"))
+        .envs(env.iter().copied())
         .env("HTTP_LOGGER_CHILD", scenario)
         .env("HTTP_LOGGER_HOST", host)
         .stdin(Stdio::null())
@@ -184,13 +232,55 @@ fn a_second_init_fails_and_the_http_stack_never_logs_to_itself() {
     );
 }
 
+fn delivers_at_exit_behind_fern_and_log4rs() {
+    let mut scenarios = vec![("fern", "via fern")];
+    if cfg!(feature = "log4rs") {
+        scenarios.push(("log4rs", "via log4rs"));
+    }
+    for (scenario, prefix) in scenarios {
+        let server = Server::start();
+        let out = run_child(scenario, &server.host());
+        assert_eq!(out.code, Some(0), "{scenario}: {}", out.stderr);
+        let want: Vec<String> = (0..300).map(|i| format!("{prefix} {i}")).collect();
+        assert_eq!(messages(&server, 300), want, "{scenario}");
+    }
+}
+
+fn filter_directives_come_from_the_environment() {
+    let server = Server::start();
+    let filter = [("HTTP_LOGGER_TEST_FILTER", "warn,app::db=debug")];
+    let out = run_child_with("filter-env", &server.host(), &filter);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert_eq!(messages(&server, 2), ["app warn: kept", "db debug: kept"]);
+    assert!(
+        server.recv_n(1, Duration::from_millis(300)).is_empty(),
+        "nothing more"
+    );
+    // Unset, the builder's directives apply: errors only.
+    let server = Server::start();
+    let out = run_child("filter-env", &server.host());
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(
+        server.recv_n(1, Duration::from_millis(300)).is_empty(),
+        "nothing at error"
+    );
+}
+
 fn main() {
     if let Ok(scenario) = std::env::var("HTTP_LOGGER_CHILD") {
         let host = std::env::var("HTTP_LOGGER_HOST").expect("HTTP_LOGGER_HOST");
         child(&scenario, &host);
         return;
     }
-    let tests: [(&str, fn()); 4] = [
+    let tests: [(&str, fn()); 6] = [
+        (
+            "delivers_at_exit_behind_fern_and_log4rs",
+            delivers_at_exit_behind_fern_and_log4rs,
+        ),
+        (
+            "filter_directives_come_from_the_environment",
+            filter_directives_come_from_the_environment,
+        ),
         (
             "delivers_every_record_logged_before_main_returns",
             delivers_every_record_logged_before_main_returns,

@@ -403,3 +403,53 @@ fn a_record_past_the_size_limit_is_cut_and_counted() {
     let stats = logger.stats();
     assert_eq!((stats.sent, stats.truncated), (1, 1), "{stats:?}");
 }
+
+#[test]
+fn filter_directives_pick_records_by_module_like_rust_log() {
+    let server = Server::start();
+    log::set_max_level(log::LevelFilter::Trace);
+    let logger = HttpLogger::builder(server.host(), "/")
+        .filter("warn,app::db=debug,app::db::pool=off")
+        .build()
+        .unwrap();
+    log::info!(logger: logger, target: "app", "app info: dropped");
+    log::warn!(logger: logger, target: "app", "app warn: kept");
+    log::debug!(logger: logger, target: "app::db", "db debug: kept");
+    log::trace!(logger: logger, target: "app::db", "db trace: dropped");
+    log::error!(logger: logger, target: "app::db::pool", "pool error: dropped");
+    flushed(&logger);
+    let got = server.recv_n(5, Duration::from_millis(500));
+    let msgs: Vec<String> = got.iter().map(|r| r.field("msg").unwrap()).collect();
+    assert_eq!(msgs, ["app warn: kept", "db debug: kept"]);
+
+    let e = HttpLogger::builder(server.host(), "/")
+        .filter("app=loud")
+        .build()
+        .expect_err("bad directives");
+    assert_eq!(e.kind(), http_logger::ErrorKind::InvalidConfig);
+    assert!(e.to_string().contains("app=loud"), "{e}");
+}
+
+#[test]
+fn stack_info_carries_a_backtrace_at_or_above_the_chosen_level() {
+    let server = Server::start();
+    log::set_max_level(log::LevelFilter::Trace);
+    let logger = HttpLogger::builder(server.host(), "/")
+        .stack_info(log::LevelFilter::Error)
+        .build()
+        .unwrap();
+    log::error!(logger: logger, "with a stack");
+    log::warn!(logger: logger, "without");
+    flushed(&logger);
+    let got = server.recv_n(2, WAIT);
+    let stack = got[0].field("stack_info").unwrap();
+    assert!(
+        stack.starts_with("Stack (most recent call first):\n"),
+        "{stack}"
+    );
+    assert!(
+        stack.contains("stack_info_carries_a_backtrace_at_or_above_the_chosen_level"),
+        "the caller's frame is in it: {stack}"
+    );
+    assert_eq!(got[1].field("stack_info").as_deref(), Some("None"));
+}
