@@ -221,7 +221,9 @@ impl Worker {
                         return Err(format!("{reason} (out of retries)"));
                     }
                     let wait = retry_after.unwrap_or_else(|| self.retry.backoff(retries, jitter));
-                    if started.elapsed() + wait > self.retry.budget {
+                    // Saturating: `wait` may be a receiver's absurd `Retry-After`, and an
+                    // overflow here would panic the worker and stop all delivery.
+                    if started.elapsed().saturating_add(wait) > self.retry.budget {
                         return Err(format!("{reason} (retry time budget spent)"));
                     }
                     Counters::add(&self.shared.counters.retried);
