@@ -9,11 +9,11 @@ use ureq::http::{HeaderName, HeaderValue};
 
 use crate::endpoint::Endpoint;
 use crate::error::{Error, ErrorKind};
-use crate::fields::Statics;
+use crate::fields::{Fields, Statics};
 use crate::logger::HttpLogger;
 use crate::record::now_ns;
 use crate::transport::{Transport, TransportConfig};
-use crate::worker::{RetryPolicy, Shared, Worker};
+use crate::worker::{MapRecord, RetryPolicy, Shared, Worker};
 
 /// How records are sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -58,6 +58,10 @@ pub const DEFAULT_RETRY_TIME: Duration = Duration::from_secs(30);
 pub const DEFAULT_MIN_BACKOFF: Duration = Duration::from_millis(50);
 /// The longest wait between two retries, by default.
 pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// Connections (and worker threads) delivering at once, by default.
+pub const DEFAULT_CONNECTIONS: usize = 1;
+/// The most connections a logger may have.
+const MAX_CONNECTIONS: usize = 64;
 /// The most bytes of text (message, error, key-values) one record keeps, by default.
 pub const DEFAULT_MAX_RECORD_BYTES: usize = 4 << 20;
 
@@ -79,6 +83,9 @@ pub const DEFAULT_MAX_RECORD_BYTES: usize = 4 << 20;
 /// | [`connect_timeout`](Builder::connect_timeout) | [`DEFAULT_CONNECT_TIMEOUT`] (5 s) |
 /// | [`timeout`](Builder::timeout) | [`DEFAULT_TIMEOUT`] (10 s) |
 /// | [`queue_capacity`](Builder::queue_capacity) | [`DEFAULT_QUEUE_CAPACITY`] (16,384) |
+/// | [`connections`](Builder::connections) | [`DEFAULT_CONNECTIONS`] (1) |
+/// | [`map_record`](Builder::map_record) | none |
+/// | [`json`](Builder::json) | `false` (a form body) |
 /// | [`overflow`](Builder::overflow) | [`Overflow::Drop`] |
 /// | [`shutdown_timeout`](Builder::shutdown_timeout) | [`DEFAULT_SHUTDOWN_TIMEOUT`] (5 s) |
 /// | [`retry_budget`](Builder::retry_budget) | [`DEFAULT_RETRY_ATTEMPTS`] (12), [`DEFAULT_RETRY_TIME`] (30 s) |
@@ -112,6 +119,9 @@ pub struct Builder {
     filter: Option<String>,
     filter_env: Option<String>,
     stack_info: log::LevelFilter,
+    connections: usize,
+    map_record: Option<MapRecord>,
+    json: bool,
 }
 
 impl Builder {
@@ -144,6 +154,9 @@ impl Builder {
             filter: None,
             filter_env: None,
             stack_info: log::LevelFilter::Off,
+            connections: DEFAULT_CONNECTIONS,
+            map_record: None,
+            json: false,
         }
     }
 
@@ -338,6 +351,48 @@ impl Builder {
         self
     }
 
+    /// How many connections deliver at once, each with a worker thread of its own. One keeps
+    /// records in the order they were logged; with more, records can arrive out of order
+    /// across connections (`created` orders them) and a record being retried no longer holds
+    /// back the others.
+    ///
+    /// Defaults to [`DEFAULT_CONNECTIONS`] (1).
+    pub fn connections(mut self, connections: usize) -> Builder {
+        self.connections = connections;
+        self
+    }
+
+    /// Calls `map` with the fields of every record before it is sent, to add, change or remove
+    /// fields: Python's `HTTPHandler.mapLogRecord`, in Rust. It runs on the worker thread, not
+    /// in the `log!` call. A record whose hook panics is counted as failed.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), http_logger::Error> {
+    /// http_logger::HttpLogger::builder("localhost:8000", "/")
+    ///     .map_record(|fields| {
+    ///         fields.set("service", "billing");
+    ///         fields.remove("exc_info");
+    ///     })
+    ///     .init()?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// Defaults to none: the fields of the wire format, unchanged.
+    pub fn map_record(mut self, map: impl Fn(&mut Fields) + Send + Sync + 'static) -> Builder {
+        self.map_record = Some(Arc::new(map));
+        self
+    }
+
+    /// Sends the same fields as one JSON object per request (every value a string),
+    /// `Content-Type: application/json`, for receivers and collectors that take JSON. Needs
+    /// [`Method::Post`].
+    ///
+    /// Defaults to `false`: a form body.
+    pub fn json(mut self, json: bool) -> Builder {
+        self.json = json;
+        self
+    }
+
     /// Whether to send the `hostname` field (Python's handler sends none).
     ///
     /// Defaults to `true`.
@@ -372,7 +427,8 @@ impl Builder {
     /// An [`Error`] saying what is wrong: a malformed host ([`ErrorKind::InvalidHost`]) or url
     /// ([`ErrorKind::InvalidUrl`]), a bad header ([`ErrorKind::InvalidHeader`]), credentials
     /// over plain HTTP ([`ErrorKind::InsecureCredentials`]), filter directives that do not
-    /// parse ([`ErrorKind::InvalidConfig`]), a TLS setting without
+    /// parse, zero or more than 64 connections, `json(true)` with GET
+    /// ([`ErrorKind::InvalidConfig`]), a TLS setting without
     /// `secure(true)` or a PEM that holds no certificate or key ([`ErrorKind::Tls`]), a zero queue capacity
     /// ([`ErrorKind::InvalidConfig`]), or no thread to be had ([`ErrorKind::Spawn`]).
     ///
@@ -389,49 +445,58 @@ impl Builder {
         let headers = self.checked_headers()?;
         let tls = self.checked_tls()?;
         let filter = self.checked_filter()?;
+        let config_error = |message: &str| Err(Error::new(ErrorKind::InvalidConfig, message));
         if self.queue_capacity == 0 {
-            return Err(Error::new(
-                ErrorKind::InvalidConfig,
-                "invalid queue capacity: it must be at least 1",
-            ));
+            return config_error("invalid queue capacity: it must be at least 1");
         }
-        let statics = Statics {
+        if !(1..=MAX_CONNECTIONS).contains(&self.connections) {
+            return config_error("invalid connections: it must be from 1 to 64");
+        }
+        if self.json && self.method == Method::Get {
+            return config_error("json(true) needs Method::Post: a GET has no body");
+        }
+        let statics = Arc::new(Statics {
             process: std::process::id().to_string(),
             process_name: self.process_name.clone().unwrap_or_else(program_name),
             hostname: self
                 .hostname
                 .then(|| gethostname::gethostname().to_string_lossy().into_owned()),
             start_ns: now_ns(),
-        };
-        let transport = Transport::new(TransportConfig {
+        });
+        let transport = TransportConfig {
             endpoint: endpoint.clone(),
             method: self.method,
             headers,
             tls,
             connect_timeout: self.connect_timeout,
             timeout: self.timeout,
-            connections: 1,
-        });
+            json: self.json,
+        };
         let (tx, rx) = crossbeam_channel::bounded(self.queue_capacity);
         let shared = Arc::new(Shared::default());
-        let worker = Worker {
-            rx,
-            transport,
-            statics,
-            shared: shared.clone(),
-            retry: self.retry,
-            max_record_bytes: self.max_record_bytes,
-        };
-        std::thread::Builder::new()
-            .name("http-logger".into())
-            .spawn(move || worker.run())
-            .map_err(|e| {
-                Error::new(
-                    ErrorKind::Spawn,
-                    "could not start the http-logger worker thread",
-                )
-                .with_source(e)
-            })?;
+        for _ in 0..self.connections {
+            let worker = Worker {
+                rx: rx.clone(),
+                transport: Transport::new(transport.clone()),
+                statics: statics.clone(),
+                shared: shared.clone(),
+                retry: self.retry,
+                map_record: self.map_record.clone(),
+                max_record_bytes: self.max_record_bytes,
+            };
+            // A worker that did start keeps going until the queue is closed: dropping `tx`
+            // on this error path ends it.
+            std::thread::Builder::new()
+                .name("http-logger".into())
+                .spawn(move || worker.run())
+                .map_err(|e| {
+                    Error::new(
+                        ErrorKind::Spawn,
+                        "could not start an http-logger worker thread",
+                    )
+                    .with_source(e)
+                })?;
+        }
         crate::logger::deliver_at_exit(&shared, self.shutdown_timeout);
         Ok(HttpLogger {
             filter,
@@ -524,20 +589,35 @@ impl Builder {
             }
             Ok(certs)
         };
-        let mut config = TlsConfig::builder();
+        // The provider ureq uses, pinned so that the checks below and ureq agree even when the
+        // program installs another process-default provider.
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = TlsConfig::builder().unversioned_rustls_crypto_provider(provider.clone());
         if !self.root_certificates.is_empty() {
             let mut roots = Vec::new();
             for pem in &self.root_certificates {
                 roots.extend(certificates(pem, "add_root_certificate")?);
             }
+            // ureq skips a root it cannot parse, and every record would then fail: refuse it.
+            let mut store = rustls::RootCertStore::empty();
+            for root in &roots {
+                let der = rustls::pki_types::CertificateDer::from(root.der().to_vec());
+                store.add(der).map_err(|e| {
+                    tls_error("invalid certificate in the PEM given to add_root_certificate")
+                        .with_source(e)
+                })?;
+            }
             config = config.root_certs(RootCerts::new_with_certs(&roots));
         }
-        if let Some((chain, key)) = &self.client_certificate {
+        if let Some((chain, key_pem)) = &self.client_certificate {
             let chain = certificates(chain, "client_certificate")?;
             // The key's own error could quote key material: keep only our message.
-            let key = PrivateKey::from_pem(key).map_err(|_| {
+            let key = PrivateKey::from_pem(key_pem).map_err(|_| {
                 tls_error("no valid private key in the PEM given to client_certificate")
             })?;
+            // ureq builds its rustls config on the worker thread, at the first send, and
+            // panics if rustls refuses the certificate and key: check them here, as rustls will.
+            check_client_certificate(&chain, key_pem, &provider)?;
             config = config.client_cert(Some(ClientCert::new_with_certs(&chain, key)));
         }
         Ok(Some(config.build()))
@@ -582,6 +662,38 @@ impl Builder {
         }
         Ok(headers)
     }
+}
+
+/// Whether rustls accepts this chain and key for client authentication, without ever quoting
+/// the key.
+fn check_client_certificate(
+    chain: &[ureq::tls::Certificate<'static>],
+    key_pem: &[u8],
+    provider: &rustls::crypto::CryptoProvider,
+) -> Result<(), Error> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = chain
+        .iter()
+        .map(|c| CertificateDer::from(c.der().to_vec()))
+        .collect();
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|_| {
+        Error::new(
+            ErrorKind::Tls,
+            "no valid private key in the PEM given to client_certificate",
+        )
+    })?;
+    let message = match rustls::sign::CertifiedKey::from_der(chain, key, provider) {
+        Ok(_) => return Ok(()),
+        Err(rustls::Error::InconsistentKeys(_)) => {
+            "the private key given to client_certificate is not the certificate's key"
+        }
+        Err(rustls::Error::InvalidCertificate(_)) => {
+            "invalid certificate in the PEM given to client_certificate"
+        }
+        Err(_) => "no valid private key in the PEM given to client_certificate",
+    };
+    Err(Error::new(ErrorKind::Tls, message))
 }
 
 /// The running executable's file name, as `processName`.
@@ -641,6 +753,9 @@ impl fmt::Debug for Builder {
             .field("filter", &self.filter)
             .field("filter_env", &self.filter_env)
             .field("stack_info", &self.stack_info)
+            .field("connections", &self.connections)
+            .field("map_record", &self.map_record.as_ref().map(|_| "<fn>"))
+            .field("json", &self.json)
             .finish()
     }
 }

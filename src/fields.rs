@@ -116,17 +116,133 @@ pub(crate) fn for_each_field(rec: &Captured, statics: &Statics, f: &mut dyn FnMu
     }
 }
 
-/// The fields of one record, serializable as a map in wire order.
-pub(crate) struct Fields<'a> {
+/// Anything that yields fields in wire order: a captured record, or the [`Fields`] a
+/// [`map_record`](crate::Builder::map_record) hook changed.
+pub(crate) trait FieldSource {
+    fn for_each_field(&self, f: &mut dyn FnMut(&str, &str));
+}
+
+/// A captured record with the logger's fixed fields.
+pub(crate) struct RecordView<'a> {
     pub(crate) rec: &'a Captured,
     pub(crate) statics: &'a Statics,
 }
 
-impl Serialize for Fields<'_> {
+impl FieldSource for RecordView<'_> {
+    fn for_each_field(&self, f: &mut dyn FnMut(&str, &str)) {
+        for_each_field(self.rec, self.statics, f);
+    }
+}
+
+/// The fields of one record, in wire order, as a
+/// [`map_record`](crate::Builder::map_record) hook sees them: Python's `mapLogRecord`, in
+/// Rust. Keys may repeat (a record can carry the same key-value twice); the accessors say how
+/// they treat that.
+///
+/// ```
+/// let mut fields = http_logger::Fields::from_iter([("name", "app"), ("msg", "hi")]);
+/// fields.set("msg", "hello");
+/// fields.set("service", "billing");
+/// assert_eq!(fields.remove("name").as_deref(), Some("app"));
+/// assert_eq!(fields.iter().collect::<Vec<_>>(), [("msg", "hello"), ("service", "billing")]);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Fields {
+    pairs: Vec<(String, String)>,
+}
+
+impl Fields {
+    pub(crate) fn collect(source: &dyn FieldSource) -> Fields {
+        let mut pairs = Vec::with_capacity(32);
+        source.for_each_field(&mut |k, v| pairs.push((k.to_owned(), v.to_owned())));
+        Fields { pairs }
+    }
+
+    /// The value of the first field named `key`.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.pairs
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Sets `key` to `value`: the first field named `key` takes the value (and any later one is
+    /// removed), or the field is added at the end.
+    pub fn set(&mut self, key: impl Into<String>, value: impl Into<String>) {
+        let (key, value) = (key.into(), value.into());
+        match self.pairs.iter().position(|(k, _)| *k == key) {
+            Some(i) => {
+                self.pairs[i].1 = value;
+                let mut seen = 0;
+                self.pairs.retain(|(k, _)| {
+                    if *k == key {
+                        seen += 1;
+                        seen == 1
+                    } else {
+                        true
+                    }
+                });
+            }
+            None => self.pairs.push((key, value)),
+        }
+    }
+
+    /// Removes every field named `key`, returning the first one's value.
+    pub fn remove(&mut self, key: &str) -> Option<String> {
+        let first = self.pairs.iter().position(|(k, _)| k == key)?;
+        let value = std::mem::take(&mut self.pairs[first].1);
+        self.pairs.retain(|(k, _)| k != key);
+        Some(value)
+    }
+
+    /// Keeps only the fields for which `keep(key, value)` is true.
+    pub fn retain(&mut self, mut keep: impl FnMut(&str, &str) -> bool) {
+        self.pairs.retain(|(k, v)| keep(k, v));
+    }
+
+    /// The fields, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// How many fields there are.
+    pub fn len(&self) -> usize {
+        self.pairs.len()
+    }
+
+    /// Whether there is no field.
+    pub fn is_empty(&self) -> bool {
+        self.pairs.is_empty()
+    }
+}
+
+impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Fields {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Fields {
+        Fields {
+            pairs: iter
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        }
+    }
+}
+
+impl FieldSource for Fields {
+    fn for_each_field(&self, f: &mut dyn FnMut(&str, &str)) {
+        for (k, v) in &self.pairs {
+            f(k, v);
+        }
+    }
+}
+
+/// Fields serialized as one map, in order.
+struct AsMap<'a>(&'a dyn FieldSource);
+
+impl Serialize for AsMap<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(None)?;
         let mut result = Ok(());
-        for_each_field(self.rec, self.statics, &mut |key, value| {
+        self.0.for_each_field(&mut |key, value| {
             if result.is_ok() {
                 result = map.serialize_entry(key, value);
             }
@@ -136,14 +252,20 @@ impl Serialize for Fields<'_> {
     }
 }
 
-/// Appends the form-urlencoded fields of `rec` to `out`, right after what it holds.
-pub(crate) fn encode_form(rec: &Captured, statics: &Statics, out: &mut String) {
+/// Appends the fields, form-urlencoded, to `out`, right after what it holds.
+pub(crate) fn encode_form(source: &dyn FieldSource, out: &mut String) {
     let start = out.len();
     let mut form = form_urlencoded::Serializer::for_suffix(out, start);
-    let fields = Fields { rec, statics };
     // Serializing string pairs into a String cannot fail.
-    let _ = fields.serialize(serde_urlencoded::Serializer::new(&mut form));
+    let _ = AsMap(source).serialize(serde_urlencoded::Serializer::new(&mut form));
     form.finish();
+}
+
+/// Writes the fields as one JSON object (every value a string) to `out`.
+pub(crate) fn encode_json(source: &dyn FieldSource, out: &mut Vec<u8>) {
+    out.clear();
+    // Serializing string pairs into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, &AsMap(source));
 }
 
 /// A float as Python's `repr` writes it: shortest round-trip digits, always with a `.` or an
@@ -418,7 +540,13 @@ mod tests {
         let kvs = [("k&=", kv::Value::from(nasty))];
         let rec = captured(&kvs, Some("src/lib.rs"), Some("app"));
         let mut body = String::new();
-        encode_form(&rec, &statics(), &mut body);
+        encode_form(
+            &RecordView {
+                rec: &rec,
+                statics: &statics(),
+            },
+            &mut body,
+        );
         assert!(
             body.starts_with("name=app%3A%3Anet&msg=a+x+b+3&args=%28%29&levelname=WARNING&"),
             "{body}"
@@ -434,17 +562,68 @@ mod tests {
     }
 
     #[test]
+    fn json_is_one_object_of_the_same_fields_in_order() {
+        let kvs = [
+            ("user", kv::Value::from("ann \"q\" \n")),
+            ("name", kv::Value::from(1)),
+        ];
+        let rec = captured(&kvs, Some("src/lib.rs"), Some("app"));
+        let view = RecordView {
+            rec: &rec,
+            statics: &statics(),
+        };
+        let mut body = Vec::new();
+        encode_json(&view, &mut body);
+        let text = String::from_utf8(body.clone()).unwrap();
+        assert!(
+            text.starts_with(r#"{"name":"app::net","msg":"a x b 3","args":"()","#),
+            "{text}"
+        );
+        let parsed: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(&body).unwrap();
+        let got: Vec<(String, String)> = parsed
+            .into_iter()
+            .map(|(k, v)| (k, v.as_str().unwrap().to_owned()))
+            .collect();
+        let mut want = fields(&rec, &statics());
+        want.sort();
+        let mut got_sorted = got.clone();
+        got_sorted.sort();
+        assert_eq!(got_sorted, want);
+    }
+
+    #[test]
+    fn fields_set_remove_retain() {
+        let mut f = Fields::from_iter([("a", "1"), ("b", "2"), ("a", "3")]);
+        assert_eq!(f.get("a"), Some("1"));
+        f.set("a", "x");
+        assert_eq!(f.iter().collect::<Vec<_>>(), [("a", "x"), ("b", "2")]);
+        f.set("c", "4");
+        assert_eq!(f.len(), 3);
+        assert_eq!(f.remove("b").as_deref(), Some("2"));
+        assert_eq!(f.remove("b"), None);
+        f.retain(|k, _| k != "c");
+        assert_eq!(f.iter().collect::<Vec<_>>(), [("a", "x")]);
+        f.retain(|_, _| false);
+        assert!(f.is_empty());
+    }
+
+    #[test]
     fn form_encoding_appends_after_a_query() {
         let kvs: &[(&str, &str)] = &[];
         let rec = captured(&kvs, None, None);
+        let view = RecordView {
+            rec: &rec,
+            statics: &statics(),
+        };
         let mut url = String::from("http://h/log?src=app&");
-        encode_form(&rec, &statics(), &mut url);
+        encode_form(&view, &mut url);
         assert!(
             url.starts_with("http://h/log?src=app&name=app%3A%3Anet&msg="),
             "{url}"
         );
         let mut url = String::from("http://h/log?");
-        encode_form(&rec, &statics(), &mut url);
+        encode_form(&view, &mut url);
         assert!(url.starts_with("http://h/log?name="), "{url}");
     }
 }

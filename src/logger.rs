@@ -10,7 +10,7 @@ use crate::builder::Builder;
 use crate::error::{Error, ErrorKind};
 use crate::record::Captured;
 use crate::stats::{Counters, Stats};
-use crate::worker::{Shared, in_worker};
+use crate::worker::{Shared, deadline_after, in_worker};
 use crate::{Method, Overflow};
 
 /// A [`log::Log`] that sends each record to an HTTP receiver as the form fields of Python's
@@ -79,7 +79,7 @@ extern "C" fn exit_hook() {
             .collect();
         let start = Instant::now();
         for (shared, timeout) in live {
-            shared.flush(start + timeout);
+            shared.flush(start + timeout.min(Duration::from_secs(100 * 365 * 24 * 3600)));
         }
     });
 }
@@ -150,7 +150,7 @@ impl HttpLogger {
     /// `timeout`. Returns whether everything was. [`log::Log::flush`] does the same with the
     /// shutdown timeout.
     pub fn flush_timeout(&self, timeout: Duration) -> bool {
-        self.shared.flush(Instant::now() + timeout)
+        self.shared.flush(deadline_after(timeout))
     }
 
     pub(crate) fn install(self) -> Result<(), Error> {
@@ -202,8 +202,9 @@ impl log::Log for HttpLogger {
             return;
         }
         let counters = &self.shared.counters;
-        Counters::add(&counters.logged);
+        let seq = self.shared.accept();
         let mut rec = Captured::capture(record, self.max_record_bytes);
+        rec.seq = seq;
         if record.level() <= self.stack_info {
             rec.stack = Some(Box::new(std::backtrace::Backtrace::force_capture()));
         }
@@ -218,9 +219,8 @@ impl log::Log for HttpLogger {
                 SendTimeoutError::Timeout(_) | SendTimeoutError::Disconnected(_) => (),
             }),
         };
-        match queued {
-            Ok(()) => Counters::add(&self.shared.enqueued),
-            Err(()) => Counters::add(&counters.dropped),
+        if queued.is_err() {
+            self.shared.finish(seq, &counters.dropped);
         }
     }
 
@@ -235,7 +235,7 @@ impl Drop for HttpLogger {
     /// Delivers what is queued, waiting at most the shutdown timeout, then gives up the rest.
     /// (An installed logger is never dropped: the exit hook does this instead.)
     fn drop(&mut self) {
-        self.shared.flush(Instant::now() + self.shutdown_timeout);
+        self.shared.flush(deadline_after(self.shutdown_timeout));
         self.shared.abandon();
     }
 }

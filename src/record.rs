@@ -34,6 +34,8 @@ pub(crate) struct Captured {
     pub(crate) thread_ident: u64,
     /// Whether a part of the record was cut at the size limit.
     pub(crate) truncated: bool,
+    /// Its place in the order records were logged, for flush.
+    pub(crate) seq: u64,
     /// Captured where the user asked for one; its symbols are resolved on the worker.
     pub(crate) stack: Option<Box<std::backtrace::Backtrace>>,
     buf: String,
@@ -112,6 +114,7 @@ impl Captured {
             created_ns,
             thread_ident,
             truncated: w.truncated,
+            seq: 0,
             stack: None,
             buf: w.buf,
             target,

@@ -6,8 +6,7 @@ use ureq::http::{HeaderName, HeaderValue};
 
 use crate::Method;
 use crate::endpoint::Endpoint;
-use crate::fields::{Statics, encode_form};
-use crate::record::Captured;
+use crate::fields::{FieldSource, encode_form, encode_json};
 
 /// The most of a response body read (and thrown away) so the connection can be reused.
 const MAX_RESPONSE_BODY: u64 = 64 * 1024;
@@ -37,15 +36,18 @@ pub(crate) struct TransportConfig {
     pub(crate) tls: Option<ureq::tls::TlsConfig>,
     pub(crate) connect_timeout: Duration,
     pub(crate) timeout: Duration,
-    pub(crate) connections: usize,
+    /// One JSON object per request instead of a form.
+    pub(crate) json: bool,
 }
 
 /// Sends records; owns the request buffer, reused from one record to the next.
 pub(crate) struct Transport {
     agent: ureq::Agent,
     config: TransportConfig,
-    /// The POST body, or the whole GET url.
+    /// The POST form body, or the whole GET url.
     buf: String,
+    /// The POST JSON body.
+    json: Vec<u8>,
 }
 
 impl Transport {
@@ -60,7 +62,7 @@ impl Transport {
             .timeout_global(Some(config.timeout))
             .max_redirects(0)
             .max_redirects_will_error(false)
-            .max_idle_connections_per_host(config.connections.max(1))
+            .max_idle_connections_per_host(1)
             .proxy(None)
             .user_agent(concat!("http-logger/", env!("CARGO_PKG_VERSION")))
             .build()
@@ -69,29 +71,47 @@ impl Transport {
             agent,
             config,
             buf: String::new(),
+            json: Vec::new(),
         }
     }
 
-    /// Encodes `rec` for the next [`send`](Transport::send)s.
-    pub(crate) fn prepare(&mut self, rec: &Captured, statics: &Statics) {
+    /// Encodes `fields` for the next [`send`](Transport::send)s.
+    pub(crate) fn prepare(&mut self, fields: &dyn FieldSource) {
+        if self.config.json {
+            encode_json(fields, &mut self.json);
+            return;
+        }
         self.buf.clear();
         if self.config.method == Method::Get {
             self.buf.push_str(&self.config.endpoint.base);
             self.buf.push(self.config.endpoint.query_separator);
         }
-        encode_form(rec, statics, &mut self.buf);
+        encode_form(fields, &mut self.buf);
     }
 
-    /// Sends the prepared record once.
+    /// Sends the prepared record once. A panic in the HTTP stack (which would otherwise end
+    /// the worker, and all delivery with it) rejects the record.
     pub(crate) fn send(&self) -> Outcome {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.send_once())).unwrap_or_else(
+            |_| Outcome::Rejected {
+                reason: "the HTTP client panicked".to_owned(),
+            },
+        )
+    }
+
+    fn send_once(&self) -> Outcome {
         let result = match self.config.method {
             Method::Post => {
                 let mut req = self.agent.post(&self.config.endpoint.base);
                 for (name, value) in &self.config.headers {
                     req = req.header(name, value);
                 }
-                req.content_type("application/x-www-form-urlencoded")
-                    .send(self.buf.as_bytes())
+                if self.config.json {
+                    req.content_type("application/json").send(&self.json[..])
+                } else {
+                    req.content_type("application/x-www-form-urlencoded")
+                        .send(self.buf.as_bytes())
+                }
             }
             Method::Get => {
                 let mut req = self.agent.get(&self.buf);

@@ -1,22 +1,24 @@
-//! The background worker: takes records off the queue in order, encodes and delivers them,
-//! retries what is transient, and reports losses. Also the state the logger and the worker
-//! share: counters, flush and shutdown.
+//! The background workers: they take records off the queue, encode and deliver them, retry what
+//! is transient, and report losses. Also the state the logger and the workers share: counters,
+//! flush and shutdown.
 
 use std::cell::Cell;
+use std::collections::BTreeSet;
 use std::hash::{BuildHasher, Hasher};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 
-use crate::fields::Statics;
+use crate::fields::{Fields, RecordView, Statics};
 use crate::record::Captured;
 use crate::stats::{Counters, Stats};
 use crate::transport::{Outcome, Transport};
 
 thread_local! {
-    /// Set on the worker thread: anything it logs (ureq, rustls, ourselves) is ignored.
+    /// Set on the worker threads: anything they log (ureq, rustls, ourselves) is ignored.
     static IN_WORKER: Cell<bool> = const { Cell::new(false) };
 }
 
@@ -25,7 +27,16 @@ pub(crate) fn in_worker() -> bool {
     IN_WORKER.try_with(Cell::get).unwrap_or(false)
 }
 
-/// How long the worker keeps at one record.
+/// `now + wait`, saturating far in the future instead of overflowing on `Duration::MAX`.
+pub(crate) fn deadline_after(wait: Duration) -> Instant {
+    const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+    Instant::now() + wait.min(FOREVER)
+}
+
+/// The user's `map_record` hook.
+pub(crate) type MapRecord = Arc<dyn Fn(&mut Fields) + Send + Sync>;
+
+/// How long a worker keeps at one record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct RetryPolicy {
     /// Retries after the first attempt.
@@ -49,111 +60,26 @@ impl RetryPolicy {
     }
 }
 
-/// State shared by the logger (the callers' side), the worker and the exit hook.
+/// Which records are finished. Every record gets a sequence number when it is logged; flush
+/// waits for all numbers below the one it saw. Records finish out of order when several
+/// connections deliver at once, or when the queue was full.
 #[derive(Debug, Default)]
-pub(crate) struct Shared {
-    pub(crate) counters: Counters,
-    /// Records put on the queue.
-    pub(crate) enqueued: AtomicU64,
-    /// Records taken off the queue and finished (sent or failed).
-    finished: AtomicU64,
-    /// Set when the logger shuts down and its timeout has passed: give up what is left.
-    abandon: AtomicBool,
-    waiters: AtomicUsize,
-    /// Why the last record given up was given up.
-    last_error: Mutex<Option<String>>,
-    lock: Mutex<()>,
-    progress: Condvar,
+struct Watermark {
+    /// Every record numbered below this is finished.
+    below: u64,
+    /// Finished records numbered above `below`.
+    above: BTreeSet<u64>,
 }
 
-impl Shared {
-    pub(crate) fn stats(&self) -> Stats {
-        self.counters.snapshot()
-    }
-
-    /// Waits until every record enqueued before the call is finished, or `deadline` passes.
-    /// Returns whether everything was finished.
-    pub(crate) fn flush(&self, deadline: Instant) -> bool {
-        let target = self.enqueued.load(Ordering::Acquire);
-        let done = || self.finished.load(Ordering::Acquire) >= target;
-        if done() {
-            return true;
+impl Watermark {
+    fn finish(&mut self, seq: u64) {
+        if seq != self.below {
+            self.above.insert(seq);
+            return;
         }
-        self.waiters.fetch_add(1, Ordering::SeqCst);
-        let mut guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-        let finished = loop {
-            if done() {
-                break true;
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                break false;
-            }
-            guard = self
-                .progress
-                .wait_timeout(guard, deadline - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        };
-        drop(guard);
-        self.waiters.fetch_sub(1, Ordering::SeqCst);
-        finished
-    }
-
-    pub(crate) fn last_error(&self) -> Option<String> {
-        self.last_error
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    fn set_last_error(&self, reason: &str) {
-        let mut last = self.last_error.lock().unwrap_or_else(|e| e.into_inner());
-        if last.as_deref() != Some(reason) {
-            *last = Some(reason.to_owned());
-        }
-    }
-
-    /// Tells the worker to give up what is left, now.
-    pub(crate) fn abandon(&self) {
-        self.abandon.store(true, Ordering::SeqCst);
-        self.notify();
-    }
-
-    fn abandoned(&self) -> bool {
-        self.abandon.load(Ordering::SeqCst)
-    }
-
-    fn finish(&self, outcome: &std::sync::atomic::AtomicU64) {
-        Counters::add(outcome);
-        self.finished.fetch_add(1, Ordering::AcqRel);
-        if self.waiters.load(Ordering::SeqCst) > 0 {
-            self.notify();
-        }
-    }
-
-    fn notify(&self) {
-        let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-        self.progress.notify_all();
-    }
-
-    /// Sleeps for `wait`, unless the logger is abandoned first. Returns false if it was.
-    fn sleep(&self, wait: Duration) -> bool {
-        let deadline = Instant::now() + wait;
-        let mut guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-        loop {
-            if self.abandoned() {
-                return false;
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return true;
-            }
-            guard = self
-                .progress
-                .wait_timeout(guard, deadline - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+        self.below += 1;
+        while self.above.remove(&self.below) {
+            self.below += 1;
         }
     }
 }
@@ -170,12 +96,133 @@ struct LossReport {
 /// The most often a loss report is sent.
 const LOSS_REPORT_INTERVAL: Duration = Duration::from_secs(1);
 
+/// State shared by the logger (the callers' side), the workers and the exit hook.
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    pub(crate) counters: Counters,
+    /// The next record's sequence number.
+    next_seq: AtomicU64,
+    /// Set when the logger shuts down and its timeout has passed: give up what is left.
+    abandon: AtomicBool,
+    waiters: AtomicUsize,
+    /// Why the last record given up was given up.
+    last_error: Mutex<Option<String>>,
+    losses: Mutex<LossReport>,
+    done: Mutex<Watermark>,
+    progress: Condvar,
+}
+
+impl Shared {
+    pub(crate) fn stats(&self) -> Stats {
+        self.counters.snapshot()
+    }
+
+    /// Counts a record that passed the filters and numbers it.
+    pub(crate) fn accept(&self) -> u64 {
+        Counters::add(&self.counters.logged);
+        self.next_seq.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn lock_done(&self) -> MutexGuard<'_, Watermark> {
+        self.done.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits until every record logged before the call is finished (sent, failed or dropped),
+    /// or `deadline` passes. Returns whether everything was.
+    pub(crate) fn flush(&self, deadline: Instant) -> bool {
+        let target = self.next_seq.load(Ordering::SeqCst);
+        self.waiters.fetch_add(1, Ordering::SeqCst);
+        let mut done = self.lock_done();
+        let finished = loop {
+            if done.below >= target {
+                break true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                break false;
+            }
+            done = self
+                .progress
+                .wait_timeout(done, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        };
+        drop(done);
+        self.waiters.fetch_sub(1, Ordering::SeqCst);
+        finished
+    }
+
+    /// Counts record `seq` in `outcome` and marks it finished.
+    pub(crate) fn finish(&self, seq: u64, outcome: &AtomicU64) {
+        Counters::add(outcome);
+        let mut done = self.lock_done();
+        done.finish(seq);
+        // A waiter registers before it takes the lock, so it is seen here or sees our mark.
+        if self.waiters.load(Ordering::SeqCst) > 0 {
+            self.progress.notify_all();
+        }
+    }
+
+    /// Tells the workers to give up what is left, now.
+    pub(crate) fn abandon(&self) {
+        self.abandon.store(true, Ordering::SeqCst);
+        let _done = self.lock_done();
+        self.progress.notify_all();
+    }
+
+    fn abandoned(&self) -> bool {
+        self.abandon.load(Ordering::SeqCst)
+    }
+
+    /// Sleeps for `wait`, unless the logger is abandoned first. Returns false if it was.
+    fn sleep(&self, wait: Duration) -> bool {
+        let deadline = deadline_after(wait);
+        self.waiters.fetch_add(1, Ordering::SeqCst);
+        let mut done = self.lock_done();
+        let slept = loop {
+            if self.abandoned() {
+                break false;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                break true;
+            }
+            done = self
+                .progress
+                .wait_timeout(done, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        };
+        drop(done);
+        self.waiters.fetch_sub(1, Ordering::SeqCst);
+        slept
+    }
+
+    pub(crate) fn last_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn record_failure(&self, reason: String) {
+        let mut last = self.last_error.lock().unwrap_or_else(|e| e.into_inner());
+        self.losses
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .last_reason = Some(reason.clone());
+        *last = Some(reason);
+    }
+}
+
+/// One worker: a thread with a connection of its own, taking records off the shared queue.
 pub(crate) struct Worker {
     pub(crate) rx: Receiver<Captured>,
     pub(crate) transport: Transport,
-    pub(crate) statics: Statics,
+    pub(crate) statics: Arc<Statics>,
     pub(crate) shared: Arc<Shared>,
     pub(crate) retry: RetryPolicy,
+    pub(crate) map_record: Option<MapRecord>,
     pub(crate) max_record_bytes: usize,
 }
 
@@ -183,29 +230,48 @@ impl Worker {
     pub(crate) fn run(mut self) {
         IN_WORKER.with(|w| w.set(true));
         let mut jitter = Jitter::new();
-        let mut losses = LossReport::default();
         while let Ok(rec) = self.rx.recv() {
+            let counters = &self.shared.counters;
             if self.shared.abandoned() {
-                self.shared.finish(&self.shared.counters.failed);
+                self.shared
+                    .record_failure("the logger shut down before it was sent".into());
+                self.shared.finish(rec.seq, &counters.failed);
                 continue;
             }
             match self.deliver(&rec, &mut jitter) {
                 Ok(()) => {
-                    self.shared.finish(&self.shared.counters.sent);
-                    self.report_losses(&mut losses);
+                    // Before the record is marked finished, so a flush waits for the report.
+                    self.report_losses();
+                    self.shared.finish(rec.seq, &self.shared.counters.sent);
                 }
                 Err(reason) => {
-                    self.shared.set_last_error(&reason);
-                    losses.last_reason = Some(reason);
-                    self.shared.finish(&self.shared.counters.failed);
+                    self.shared.record_failure(reason);
+                    self.shared.finish(rec.seq, &self.shared.counters.failed);
                 }
             }
         }
     }
 
+    /// Encodes `rec` for the transport, through the `map_record` hook if there is one.
+    fn prepare(&mut self, rec: &Captured) -> Result<(), String> {
+        let view = RecordView {
+            rec,
+            statics: &self.statics,
+        };
+        let Some(map) = &self.map_record else {
+            self.transport.prepare(&view);
+            return Ok(());
+        };
+        let mut fields = Fields::collect(&view);
+        catch_unwind(AssertUnwindSafe(|| map(&mut fields)))
+            .map_err(|_| "the map_record hook panicked".to_owned())?;
+        self.transport.prepare(&fields);
+        Ok(())
+    }
+
     /// Delivers one record, retrying what is transient within the retry policy.
     fn deliver(&mut self, rec: &Captured, jitter: &mut Jitter) -> Result<(), String> {
-        self.transport.prepare(rec, &self.statics);
+        self.prepare(rec)?;
         let started = Instant::now();
         let mut retries = 0;
         loop {
@@ -236,9 +302,12 @@ impl Worker {
     }
 
     /// After a delivery: when records were lost since the last report, tell the receiver with
-    /// one WARNING record. It is not counted in [`Stats`]; if it cannot be sent, the next
-    /// delivery tries again.
-    fn report_losses(&mut self, losses: &mut LossReport) {
+    /// one WARNING record. It is not counted in [`Stats`]; if it cannot be sent, a later
+    /// delivery tries again. One worker reports at a time.
+    fn report_losses(&mut self) {
+        let Ok(mut losses) = self.shared.losses.try_lock() else {
+            return;
+        };
         let c = &self.shared.counters;
         let dropped = c.dropped.load(Ordering::Relaxed);
         let failed = c.failed.load(Ordering::Relaxed);
@@ -250,14 +319,16 @@ impl Worker {
         {
             return;
         }
-        let reason = losses.last_reason.as_deref().unwrap_or("none");
-        let args = format_args!(
-            "http-logger lost {} records: {new_dropped} dropped (queue full), {new_failed} failed (last error: {reason})",
+        let mut msg = format!(
+            "http-logger lost {} records: {new_dropped} dropped (queue full), {new_failed} failed",
             new_dropped + new_failed
         );
+        if let (true, Some(reason)) = (new_failed > 0, &losses.last_reason) {
+            msg.push_str(&format!(" (last error: {reason})"));
+        }
         let notice = Captured::capture(
             &log::Record::builder()
-                .args(args)
+                .args(format_args!("{msg}"))
                 .level(log::Level::Warn)
                 .target("http_logger")
                 .module_path_static(Some(module_path!()))
@@ -266,7 +337,10 @@ impl Worker {
                 .build(),
             self.max_record_bytes,
         );
-        self.transport.prepare(&notice, &self.statics);
+        self.transport.prepare(&RecordView {
+            rec: &notice,
+            statics: &self.statics,
+        });
         if self.transport.send() == Outcome::Delivered {
             *losses = LossReport {
                 dropped,
@@ -336,19 +410,46 @@ mod tests {
     }
 
     #[test]
-    fn flush_returns_at_deadline_when_nothing_progresses() {
+    fn the_watermark_waits_for_the_lowest_unfinished_record() {
+        let mut w = Watermark::default();
+        w.finish(1);
+        w.finish(3);
+        assert_eq!(w.below, 0, "record 0 is not finished");
+        w.finish(0);
+        assert_eq!(w.below, 2);
+        w.finish(2);
+        assert_eq!(w.below, 4);
+        assert!(w.above.is_empty());
+    }
+
+    #[test]
+    fn flush_waits_for_every_earlier_record_not_just_a_count() {
         let shared = Shared::default();
-        shared.enqueued.store(1, Ordering::SeqCst);
-        assert!(!shared.flush(Instant::now() + Duration::from_millis(20)));
-        shared.finish(&shared.counters.sent);
+        let (a, b) = (shared.accept(), shared.accept());
+        shared.finish(b, &shared.counters.sent);
+        assert!(
+            !shared.flush(Instant::now() + Duration::from_millis(20)),
+            "record a is still out"
+        );
+        shared.finish(a, &shared.counters.failed);
         assert!(shared.flush(Instant::now()));
+        let stats = shared.stats();
+        assert_eq!(
+            (stats.logged, stats.sent, stats.failed, stats.queued),
+            (2, 1, 1, 0)
+        );
+    }
+
+    #[test]
+    fn deadlines_never_overflow() {
+        assert!(deadline_after(Duration::MAX) > Instant::now());
     }
 
     #[test]
     fn abandon_wakes_a_sleeping_worker() {
         let shared = Arc::new(Shared::default());
         let s = shared.clone();
-        let sleeper = std::thread::spawn(move || s.sleep(Duration::from_secs(600)));
+        let sleeper = std::thread::spawn(move || s.sleep(Duration::MAX));
         shared.abandon();
         assert!(!sleeper.join().unwrap());
     }

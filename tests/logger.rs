@@ -453,3 +453,149 @@ fn stack_info_carries_a_backtrace_at_or_above_the_chosen_level() {
     );
     assert_eq!(got[1].field("stack_info").as_deref(), Some("None"));
 }
+
+#[test]
+fn several_connections_deliver_everything_and_flush_waits_for_all() {
+    let server = Server::with_script(|i, _| {
+        support::Reply::Delay(Duration::from_millis((i % 3) as u64), 200)
+    });
+    log::set_max_level(log::LevelFilter::Trace);
+    let logger = HttpLogger::builder(server.host(), "/")
+        .connections(4)
+        .build()
+        .unwrap();
+    for i in 0..400 {
+        log::info!(logger: logger, "record {i}");
+    }
+    flushed(&logger);
+    // Every record was read before flush returned, whatever order they finished in.
+    assert_eq!(server.requests(), 400);
+    let mut msgs: Vec<String> = server
+        .recv_n(400, WAIT)
+        .iter()
+        .map(|r| r.field("msg").unwrap())
+        .collect();
+    msgs.sort_by_key(|m| m["record ".len()..].parse::<u32>().unwrap());
+    let want: Vec<String> = (0..400).map(|i| format!("record {i}")).collect();
+    assert_eq!(msgs, want, "each once");
+    assert!(
+        server.connections() > 1,
+        "{} connections",
+        server.connections()
+    );
+    assert!(
+        server.connections() <= 4,
+        "{} connections",
+        server.connections()
+    );
+    let stats = logger.stats();
+    assert_eq!((stats.sent, stats.queued), (400, 0), "{stats:?}");
+
+    let e = HttpLogger::builder(server.host(), "/")
+        .connections(0)
+        .build()
+        .expect_err("0");
+    assert_eq!(e.kind(), http_logger::ErrorKind::InvalidConfig);
+}
+
+#[test]
+fn map_record_adds_changes_and_removes_fields_on_the_worker() {
+    let server = Server::start();
+    log::set_max_level(log::LevelFilter::Trace);
+    let caller = std::thread::current().id();
+    let logger = HttpLogger::builder(server.host(), "/")
+        .map_record(move |fields| {
+            assert_ne!(std::thread::current().id(), caller, "runs on the worker");
+            fields.set("service", "billing");
+            fields.set(
+                "msg",
+                format!("[billing] {}", fields.get("msg").unwrap_or("")),
+            );
+            fields.remove("exc_info");
+            if fields.get("secret").is_some() {
+                fields.set("secret", "<redacted>");
+            }
+        })
+        .build()
+        .unwrap();
+    log::info!(logger: logger, secret = "hunter2"; "paid");
+    flushed(&logger);
+    let f = server.recv(WAIT).expect("a request").fields();
+    assert_eq!(get(&f, "msg"), "[billing] paid");
+    assert_eq!(get(&f, "service"), "billing");
+    assert_eq!(get(&f, "secret"), "<redacted>");
+    assert!(!keys(&f).contains(&"exc_info"));
+    assert_eq!(keys(&f).last(), Some(&"service"), "added fields go last");
+}
+
+#[test]
+fn a_panicking_map_record_fails_that_record_and_delivery_goes_on() {
+    let server = Server::start();
+    log::set_max_level(log::LevelFilter::Trace);
+    let logger = HttpLogger::builder(server.host(), "/")
+        .map_record(|fields| {
+            if fields.get("msg") == Some("boom") {
+                panic!("a bug in the user's hook");
+            }
+        })
+        .build()
+        .unwrap();
+    log::info!(logger: logger, "boom");
+    log::info!(logger: logger, "fine");
+    flushed(&logger);
+    let msgs: Vec<String> = server
+        .recv_n(3, Duration::from_millis(500))
+        .iter()
+        .map(|r| r.field("msg").unwrap())
+        .collect();
+    assert_eq!(msgs[0], "fine");
+    assert!(
+        msgs[1].contains("1 failed") && msgs[1].contains("map_record"),
+        "{msgs:?}"
+    );
+    let stats = logger.stats();
+    assert_eq!((stats.sent, stats.failed), (1, 1), "{stats:?}");
+    assert_eq!(
+        logger.last_error().as_deref(),
+        Some("the map_record hook panicked")
+    );
+}
+
+#[test]
+fn json_sends_the_same_fields_as_one_object() {
+    let server = Server::start();
+    log::set_max_level(log::LevelFilter::Trace);
+    let logger = HttpLogger::builder(server.host(), "/ingest")
+        .json(true)
+        .build()
+        .unwrap();
+    let nasty = "quote \" backslash \\ newline \n emoji \u{1F980} & = %";
+    log::warn!(logger: logger, user = nasty; "{nasty}");
+    flushed(&logger);
+    let req = server.recv(WAIT).expect("a request");
+    assert_eq!(req.method, "POST");
+    assert_eq!(req.header("content-type"), Some("application/json"));
+    let body = String::from_utf8(req.body.clone()).unwrap();
+    // In wire order: the object's keys appear in the order of the form fields.
+    let positions: Vec<usize> = STANDARD
+        .iter()
+        .map(|k| {
+            body.find(&format!("\"{k}\":"))
+                .unwrap_or_else(|| panic!("{k} in {body}"))
+        })
+        .collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "{body}");
+    let object: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&body).unwrap();
+    assert_eq!(object["msg"], nasty);
+    assert_eq!(object["user"], nasty);
+    assert_eq!(object["levelname"], "WARNING");
+    assert_eq!(object["levelno"], "30");
+    assert_eq!(object.len(), 23);
+
+    let e = HttpLogger::builder(server.host(), "/")
+        .json(true)
+        .method(Method::Get)
+        .build()
+        .expect_err("json with GET");
+    assert_eq!(e.kind(), http_logger::ErrorKind::InvalidConfig);
+}

@@ -2,6 +2,7 @@
 """A receiver for logging.handlers.HTTPHandler records, written as a Python user would.
 
 Usage: python3 tests/interop/py_receiver.py --port 0 [--exit-on-stdin-eof]
+                                           [--certfile CERT.pem [--keyfile KEY.pem]]
 
 Binds 127.0.0.1 (port 0 picks a free port), prints "listening on http://127.0.0.1:PORT" on
 stderr once bound, answers every GET and POST with 200 and an empty body (HTTP/1.1, keep-alive),
@@ -28,11 +29,19 @@ in local time); if formatting raises, it is null and "format_error" says why.
 A request that is not a record still gets a line ("record": null) and a 200. A request the
 http.server machinery itself rejects (e.g. a request line over 65536 bytes: 414) gets a line
 with that "status" and "error". Runs on Python 3.8 to 3.13, standard library only.
+
+With --certfile (the server's certificate chain, PEM) and --keyfile (its private key, PEM; by
+default also read from the certfile), it serves HTTPS instead: each accepted connection is wrapped
+with ssl (ssl.SSLContext(PROTOCOL_TLS_SERVER).load_cert_chain, no client certificate asked for)
+in its own handler thread, the first stderr line says "listening on https://127.0.0.1:PORT", and
+a failed handshake prints one "TLS handshake failed: ..." line on stderr (no stdout line: it
+was not a request). Everything else is the same.
 """
 import argparse
 import json
 import logging
 import math
+import ssl
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -205,6 +214,24 @@ class Handler(BaseHTTPRequestHandler):
 
 class Server(ThreadingHTTPServer):
     daemon_threads = True
+    ssl_context = None  # an ssl.SSLContext to serve HTTPS
+
+    def finish_request(self, request, client_address):
+        # Runs in the connection's own thread: a slow handshake holds up no other client.
+        if self.ssl_context is None:
+            ThreadingHTTPServer.finish_request(self, request, client_address)
+            return
+        try:
+            tls = self.ssl_context.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError) as e:
+            with OUT:
+                sys.stderr.write('TLS handshake failed: %s\n' % (e,))
+                sys.stderr.flush()
+            return
+        try:
+            ThreadingHTTPServer.finish_request(self, tls, client_address)
+        finally:
+            tls.close()
 
     def handle_error(self, request, client_address):
         if not isinstance(sys.exc_info()[1], ConnectionError):  # a client went away: fine
@@ -217,9 +244,19 @@ def main():
     ap.add_argument('--exit-on-stdin-eof', action='store_true',
                     help='exit when stdin reaches EOF (spawn with a piped stdin so the '
                          'receiver dies with the test process)')
+    ap.add_argument('--certfile', help='serve HTTPS with this certificate chain (PEM)')
+    ap.add_argument('--keyfile', help="the certificate's private key (PEM; default: in certfile)")
     args = ap.parse_args()
+    if args.keyfile and not args.certfile:
+        ap.error('--keyfile needs --certfile')
+    context = None
+    if args.certfile:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(args.certfile, args.keyfile)
     server = Server(('127.0.0.1', args.port), Handler)
-    sys.stderr.write('listening on http://127.0.0.1:%d\n' % server.server_address[1])
+    server.ssl_context = context
+    scheme = 'https' if context else 'http'
+    sys.stderr.write('listening on %s://127.0.0.1:%d\n' % (scheme, server.server_address[1]))
     sys.stderr.flush()
     if args.exit_on_stdin_eof:
         def watch():

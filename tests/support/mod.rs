@@ -7,6 +7,13 @@
 //! (after a `Delay`, before a `Hang`/`Close`/`Garbage`), so once a client has seen the outcome
 //! of a request, the request is already waiting there. Dropping the `Server` closes the port,
 //! shuts down every connection (peers see EOF) and never hangs.
+//!
+//! `Server::start_tls(config)` / `Server::with_script_tls(config, f)` serve the same over TLS
+//! (rustls, with the given `ServerConfig`: its certificate, and its client-certificate policy
+//! for mutual TLS): each connection's handshake is completed first, then requests are read and
+//! answered exactly as over plain TCP. A failed handshake never panics or hangs the server: the
+//! TLS alert is sent, the connection is closed gracefully (its unread input drained, so the peer
+//! reads the alert instead of a reset), and the reason is kept for `tls_errors()`.
 #![allow(dead_code)]
 
 use std::collections::HashMap;
@@ -105,6 +112,12 @@ struct Shared {
     /// A clone of every open connection, by index, so that drop can shut them down.
     open: Mutex<HashMap<usize, TcpStream>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// `Some` for a TLS server.
+    tls: Option<Arc<rustls::ServerConfig>>,
+    /// Why each failed TLS handshake failed, in order.
+    tls_errors: Mutex<Vec<String>>,
+    /// The DER of the first certificate each completed handshake's client presented.
+    client_certificates: Mutex<Vec<Vec<u8>>>,
 }
 
 pub struct Server {
@@ -127,10 +140,33 @@ impl Server {
         Self::start_on(any, f).expect("support::Server: bind 127.0.0.1:0")
     }
 
+    /// A TLS server on a free port that answers every request with 200.
+    pub fn start_tls(config: Arc<rustls::ServerConfig>) -> Server {
+        Self::with_script_tls(config, |_, _| Reply::Status(200))
+    }
+
+    /// A TLS server on a free port, scripted as [`Server::with_script`].
+    pub fn with_script_tls(
+        config: Arc<rustls::ServerConfig>,
+        f: impl Fn(usize, &Request) -> Reply + Send + Sync + 'static,
+    ) -> Server {
+        let any = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+        Self::start_inner(any, Some(config), Box::new(f))
+            .expect("support::Server: bind 127.0.0.1:0")
+    }
+
     /// A server on a given 127.0.0.1 address (e.g. the port of a dropped server, to restart it).
     pub fn start_on(
         addr: SocketAddr,
         f: impl Fn(usize, &Request) -> Reply + Send + Sync + 'static,
+    ) -> io::Result<Server> {
+        Self::start_inner(addr, None, Box::new(f))
+    }
+
+    fn start_inner(
+        addr: SocketAddr,
+        tls: Option<Arc<rustls::ServerConfig>>,
+        script: Box<Script>,
     ) -> io::Result<Server> {
         if addr.ip() != IpAddr::V4(Ipv4Addr::LOCALHOST) {
             return Err(io::Error::new(
@@ -144,7 +180,7 @@ impl Server {
         let (stop_tx, stop_rx) = crossbeam_channel::bounded(0);
         let (delivered, rx) = crossbeam_channel::unbounded();
         let shared = Arc::new(Shared {
-            script: Box::new(f),
+            script,
             stop: AtomicBool::new(false),
             stop_rx,
             delivered,
@@ -152,6 +188,9 @@ impl Server {
             requests: AtomicUsize::new(0),
             open: Mutex::new(HashMap::new()),
             threads: Mutex::new(Vec::new()),
+            tls,
+            tls_errors: Mutex::new(Vec::new()),
+            client_certificates: Mutex::new(Vec::new()),
         });
         let sh = shared.clone();
         let accept = thread::Builder::new()
@@ -176,9 +215,25 @@ impl Server {
         self.addr.to_string()
     }
 
-    /// `"http://127.0.0.1:PORT<path>"`.
+    /// `"http://127.0.0.1:PORT<path>"` (`https` for a TLS server).
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
+        let scheme = if self.is_tls() { "https" } else { "http" };
+        format!("{scheme}://{}{}", self.addr, path)
+    }
+
+    /// Whether this server speaks TLS.
+    pub fn is_tls(&self) -> bool {
+        self.shared.tls.is_some()
+    }
+
+    /// Why each failed TLS handshake failed (rustls's error), in order; empty for plain HTTP.
+    pub fn tls_errors(&self) -> Vec<String> {
+        lock(&self.shared.tls_errors).clone()
+    }
+
+    /// The DER of the first certificate each client presented in a completed TLS handshake.
+    pub fn client_certificates(&self) -> Vec<Vec<u8>> {
+        lock(&self.shared.client_certificates).clone()
     }
 
     /// The next request handed over (see the module docs), or `None` after `timeout`.
@@ -278,19 +333,66 @@ fn accept_loop(listener: TcpListener, sh: Arc<Shared>) {
 }
 
 fn serve(stream: TcpStream, conn: usize, sh: &Shared) {
-    let _ = serve_conn(&stream, conn, sh); // an I/O error just ends the connection
+    // An I/O error just ends the connection.
+    let _ = match &sh.tls {
+        None => serve_conn(&stream, conn, sh),
+        Some(config) => serve_tls(&stream, config.clone(), conn, sh),
+    };
     let _ = stream.shutdown(Shutdown::Both);
     lock(&sh.open).remove(&conn);
 }
 
-fn serve_conn(stream: &TcpStream, conn: usize, sh: &Shared) -> io::Result<()> {
+/// Completes the TLS handshake, then serves requests over it as over plain TCP.
+fn serve_tls(
+    stream: &TcpStream,
+    config: Arc<rustls::ServerConfig>,
+    conn: usize,
+    sh: &Shared,
+) -> io::Result<()> {
+    let mut tls = rustls::ServerConnection::new(config).map_err(io::Error::other)?;
+    let mut sock = stream;
+    while tls.is_handshaking() {
+        if let Err(e) = tls.complete_io(&mut sock) {
+            // complete_io has already sent the alert describing a TLS error, if there is one.
+            lock(&sh.tls_errors).push(e.to_string());
+            linger(stream, sh);
+            return Ok(());
+        }
+    }
+    if let Some(cert) = tls.peer_certificates().and_then(|certs| certs.first()) {
+        lock(&sh.client_certificates).push(cert.as_ref().to_vec());
+    }
+    serve_conn(rustls::StreamOwned::new(tls, sock), conn, sh)
+}
+
+/// Closes gracefully after a failed handshake: sends FIN, then reads and drops what the peer
+/// still sends until it closes too (at most 2 s, or until the server drops), so that closing
+/// with unread input does not reset the connection before the peer has read the alert.
+fn linger(stream: &TcpStream, sh: &Shared) {
+    let _ = stream.shutdown(Shutdown::Write);
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(50)));
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut buf = [0u8; 4096];
+    while !sh.stop.load(SeqCst) && Instant::now() < deadline {
+        match (&*stream).read(&mut buf) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// Serves requests on one connection: `stream` is the socket (`&TcpStream`) or a TLS stream.
+fn serve_conn<S: Read + Write>(stream: S, conn: usize, sh: &Shared) -> io::Result<()> {
     let mut reader = BufReader::new(stream);
     while !sh.stop.load(SeqCst) {
-        let (mut req, keep_alive) = match read_request(&mut reader, stream, conn) {
+        let (mut req, keep_alive) = match read_request(&mut reader, conn) {
             Ok(Some(r)) => r,
             Ok(None) => return Ok(()), // clean EOF between requests
             Err(e) if e.kind() == ErrorKind::InvalidData => {
-                return respond(stream, 400, &[], false);
+                return respond(reader.get_mut(), 400, &[], false);
             }
             Err(e) => return Err(e),
         };
@@ -309,10 +411,14 @@ fn serve_conn(stream: &TcpStream, conn: usize, sh: &Shared) -> io::Result<()> {
                 return Ok(());
             }
             Reply::Close => return Ok(()),
-            Reply::Garbage => return (&*stream).write_all(b"\x00\xffNOT HTTP AT ALL\xfe\r\n\r\n"),
+            Reply::Garbage => {
+                let w = reader.get_mut();
+                w.write_all(b"\x00\xffNOT HTTP AT ALL\xfe\r\n\r\n")?;
+                return w.flush();
+            }
         };
         let keep_alive = keep_alive && !has_token(&headers, "connection", "close");
-        respond(stream, code, &headers, keep_alive)?;
+        respond(reader.get_mut(), code, &headers, keep_alive)?;
         if !keep_alive {
             return Ok(());
         }
@@ -362,9 +468,8 @@ fn read_exact_n(r: &mut impl BufRead, n: usize, out: &mut Vec<u8>) -> io::Result
 }
 
 /// One request and whether the connection stays open after it; `None` on EOF before a request.
-fn read_request(
-    r: &mut BufReader<&TcpStream>,
-    w: &TcpStream,
+fn read_request<S: Read + Write>(
+    r: &mut BufReader<S>,
     conn: usize,
 ) -> io::Result<Option<(Request, bool)>> {
     let line = loop {
@@ -405,7 +510,9 @@ fn read_request(
         !has("connection", "close")
     };
     if has("expect", "100-continue") {
-        (&*w).write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+        let w = r.get_mut();
+        w.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+        w.flush()?;
     }
     if let Some(te) = req.header("transfer-encoding") {
         if !te.eq_ignore_ascii_case("chunked") {
@@ -434,7 +541,7 @@ fn read_request(
 }
 
 fn respond(
-    mut w: &TcpStream,
+    w: &mut impl Write,
     code: u16,
     headers: &[(String, String)],
     keep_alive: bool,
@@ -460,7 +567,8 @@ fn respond(
         "Connection: close\r\n\r\n"
     });
     head.push_str(&body);
-    w.write_all(head.as_bytes())
+    w.write_all(head.as_bytes())?;
+    w.flush()
 }
 
 fn reason(code: u16) -> &'static str {
