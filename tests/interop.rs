@@ -1,24 +1,38 @@
-//! Interop with Python itself: `tests/interop/py_receiver.py`, a standard-library receiver,
-//! decodes what a built logger sends with `urllib.parse.parse_qsl`/`parse_qs`, rebuilds each
-//! record with `logging.makeLogRecord` and formats it with a `logging.Formatter`. The tests
-//! check every field of `WIRE.md` as Python decoded it, and the record Python rebuilt.
+//! Interop with Python itself.
 //!
-//! Needs Python 3.8 or newer: the interpreter named by `HTTP_LOGGER_PYTHON`, else `python3` on
-//! `PATH`. When it cannot be started the tests fail; they never skip.
+//! - `tests/interop/py_receiver.py`, a standard-library receiver, decodes what a built logger
+//!   sends with `urllib.parse.parse_qsl`/`parse_qs`, rebuilds each record with
+//!   `logging.makeLogRecord` and formats it with a `logging.Formatter`. The tests check every
+//!   field of `WIRE.md` as Python decoded it, and the record Python rebuilt.
+//! - `examples/receiver.py`, the receiver users copy, hands each record to Python's `logging`:
+//!   the tests check the lines its `Formatter` prints for our records (over POST and GET) and
+//!   for those of Python's own `HTTPHandler` (`tests/interop/py_sender.py`), and that it refuses
+//!   what is not a record and keeps serving.
+//! - Both receivers' checks of our records, and Python's own sender to `examples/receiver.py`,
+//!   run under every CPython 3.8 to 3.13 that pyenv installed (`$PYENV_ROOT`, else
+//!   `~/.pyenv`): the versions that ran and those absent are named on stderr; none fails.
+//!
+//! The other tests need Python 3.8 or newer: the interpreter named by `HTTP_LOGGER_PYTHON`,
+//! else `python3` on `PATH`. When it cannot be started the tests fail; they never skip.
 //! [`check_interop`] takes the interpreter as an argument, to run the same checks under any
 //! Python.
 
+mod python;
+
 use std::error::Error as StdError;
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsStr;
 use std::fmt;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use chrono::TimeZone as _;
 use http_logger::{HttpLogger, Method};
+use python::{for_every_pyenv_python, python};
 use serde_json::{Map, Value};
 
 /// How long to wait for one request line, or for a flush.
@@ -64,26 +78,202 @@ const NASTY_KEY: &str = "k\u{e9}y &=%+ %41\r\n\t\0 \u{1F980}";
 const NASTY_TARGET: &str = "app::\u{fc}n\u{ef} &=%+ \u{1F980}";
 const NASTY_THREAD: &str = "w\u{f6}rker &=%+ \u{1F980}";
 
-/// The interpreter to use: `HTTP_LOGGER_PYTHON`, else `python3` on `PATH`.
-fn python() -> OsString {
-    std::env::var_os("HTTP_LOGGER_PYTHON")
-        .filter(|p| !p.is_empty())
-        .unwrap_or_else(|| "python3".into())
+// ---------------------------------------------------------------------------------------------
+// The Python processes
+// ---------------------------------------------------------------------------------------------
+
+/// Sends the lines of `pipe` (without their `\n`; invalid UTF-8 replaced) into a channel, which
+/// disconnects at end of file, and also appends them to the returned text, for messages.
+fn lines_of(pipe: impl Read + Send + 'static) -> (Receiver<String>, Arc<Mutex<String>>) {
+    let (tx, rx) = mpsc::channel();
+    let text = Arc::new(Mutex::new(String::new()));
+    let all = Arc::clone(&text);
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(pipe);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            match reader.read_until(b'\n', &mut line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+            if line.ends_with(b"\n") {
+                line.pop();
+            }
+            let line = String::from_utf8_lossy(&line).into_owned();
+            {
+                let mut all = all.lock().unwrap_or_else(PoisonError::into_inner);
+                all.push_str(&line);
+                all.push('\n');
+            }
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    (rx, text)
 }
 
-// ---------------------------------------------------------------------------------------------
-// The receiver process
-// ---------------------------------------------------------------------------------------------
+fn text_of(text: &Mutex<String>) -> String {
+    text.lock().unwrap_or_else(PoisonError::into_inner).clone()
+}
 
-/// A running `py_receiver.py`: one JSON line per request it answered. Killed on drop; its
-/// stdin is a pipe held here, so it also exits when this process does.
-struct PyReceiver {
-    python: String,
+/// The next line from `lines`, waiting at most [`WAIT`]; `None` when the stream ended.
+///
+/// # Panics
+///
+/// If none comes in time.
+fn next_line(lines: &Receiver<String>, what: impl fmt::Display) -> Option<String> {
+    match lines.recv_timeout(WAIT) {
+        Ok(line) => Some(line),
+        Err(RecvTimeoutError::Timeout) => panic!("no {what} within {WAIT:?}"),
+        Err(RecvTimeoutError::Disconnected) => None,
+    }
+}
+
+/// A Python script serving HTTP on 127.0.0.1, started with `--port 0`: it says
+/// `listening on http://127.0.0.1:PORT` on stderr once bound. Its stdout and stderr lines come
+/// through channels. Killed on drop; its stdin is a pipe held here, so a script that watches it
+/// (`py_receiver.py --exit-on-stdin-eof`) also exits when this process does.
+struct PyServer {
+    /// The interpreter and the script's file name, for messages.
+    name: String,
     child: Child,
     stdin: Option<ChildStdin>,
     port: u16,
-    lines: Receiver<Result<Request, String>>,
-    stderr: Arc<Mutex<String>>,
+    stdout: Receiver<String>,
+    stdout_text: Arc<Mutex<String>>,
+    stderr: Receiver<String>,
+    stderr_text: Arc<Mutex<String>>,
+}
+
+impl PyServer {
+    /// Starts `script` under `python` with `--port 0` and `args`, and waits (bounded) until it
+    /// listens.
+    ///
+    /// # Panics
+    ///
+    /// If the interpreter cannot be started, or the script does not listen within
+    /// [`START_WAIT`].
+    fn start(python: &OsStr, script: &str, args: &[&str]) -> PyServer {
+        let file = Path::new(script).file_name().unwrap_or_default();
+        let name = format!("{} {}", python.to_string_lossy(), file.to_string_lossy());
+        let mut child = Command::new(python)
+            .arg(script)
+            .args(["--port", "0"])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|err| {
+                panic!(
+                    "cannot start {name} ({err}): these tests need Python 3.8 or newer; install \
+                     Python 3 so that `python3` is on PATH, or set HTTP_LOGGER_PYTHON to the \
+                     interpreter's path"
+                )
+            });
+        let stdin = child.stdin.take();
+        let (stdout, stdout_text) = lines_of(child.stdout.take().expect("piped stdout"));
+        let (stderr, stderr_text) = lines_of(child.stderr.take().expect("piped stderr"));
+        // From here on, a panic kills the child through Drop.
+        let mut server = PyServer {
+            name,
+            child,
+            stdin,
+            port: 0,
+            stdout,
+            stdout_text,
+            stderr,
+            stderr_text,
+        };
+        let deadline = Instant::now() + START_WAIT;
+        while server.port == 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match server.stderr.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(port) = line
+                        .strip_prefix("listening on http://127.0.0.1:")
+                        .and_then(|port| port.trim().parse().ok())
+                    {
+                        server.port = port;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => panic!(
+                    "{} printed no port within {START_WAIT:?}; stderr:\n{}",
+                    server.name,
+                    server.stderr_text()
+                ),
+                Err(RecvTimeoutError::Disconnected) => {
+                    let status = match server.child.try_wait() {
+                        Ok(Some(status)) => status.to_string(),
+                        _ => "closed its stderr".to_owned(),
+                    };
+                    panic!(
+                        "{} exited before listening ({status}); it needs Python 3.8 or newer; \
+                         stderr:\n{}",
+                        server.name,
+                        server.stderr_text()
+                    )
+                }
+            }
+        }
+        server
+    }
+
+    /// `127.0.0.1:PORT`, the host to give a logger.
+    fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn stderr_text(&self) -> String {
+        text_of(&self.stderr_text)
+    }
+
+    /// The next line on stdout, waiting at most [`WAIT`].
+    ///
+    /// # Panics
+    ///
+    /// If none comes in time, or stdout ended.
+    fn line(&self) -> String {
+        let line = next_line(&self.stdout, format_args!("stdout line from {}", self.name));
+        line.unwrap_or_else(|| {
+            panic!(
+                "{} closed its stdout; stderr:\n{}",
+                self.name,
+                self.stderr_text()
+            )
+        })
+    }
+
+    /// The next line on stderr, waiting at most [`WAIT`].
+    ///
+    /// # Panics
+    ///
+    /// If none comes in time, or stderr ended.
+    fn stderr_line(&self) -> String {
+        let line = next_line(&self.stderr, format_args!("stderr line from {}", self.name));
+        line.unwrap_or_else(|| {
+            panic!(
+                "{} closed its stderr; stdout:\n{}",
+                self.name,
+                text_of(&self.stdout_text)
+            )
+        })
+    }
+}
+
+impl Drop for PyServer {
+    fn drop(&mut self) {
+        drop(self.stdin.take()); // EOF, for a script that watches stdin
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A running `py_receiver.py`: one JSON line per request it answered.
+struct PyReceiver {
+    server: PyServer,
 }
 
 impl PyReceiver {
@@ -94,110 +284,13 @@ impl PyReceiver {
     /// If the interpreter cannot be started, or the receiver does not listen within
     /// [`START_WAIT`].
     fn start(python: impl AsRef<OsStr>) -> PyReceiver {
-        let python = python.as_ref();
-        let shown = python.to_string_lossy().into_owned();
-        let mut child = Command::new(python)
-            .arg(RECEIVER_SCRIPT)
-            .args(["--port", "0", "--exit-on-stdin-eof"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|err| {
-                panic!(
-                    "cannot start the Python receiver with {shown:?} ({err}): these tests need \
-                     Python 3.8 or newer; install Python 3 so that `python3` is on PATH, or set \
-                     HTTP_LOGGER_PYTHON to the interpreter's path"
-                )
-            });
-        let stdin = child.stdin.take();
-        let stdout = child.stdout.take().expect("piped stdout");
-        let stderr_pipe = child.stderr.take().expect("piped stderr");
-
-        // stderr: the "listening on" line gives the port; everything is kept for messages.
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let (port_tx, port_rx) = mpsc::channel();
-        std::thread::spawn({
-            let stderr = Arc::clone(&stderr);
-            move || {
-                let mut port_tx = Some(port_tx);
-                for line in BufReader::new(stderr_pipe).lines() {
-                    let Ok(line) = line else { break };
-                    let port = line
-                        .strip_prefix("listening on http://127.0.0.1:")
-                        .and_then(|p| p.trim().parse::<u16>().ok());
-                    {
-                        let mut text = stderr.lock().unwrap_or_else(PoisonError::into_inner);
-                        text.push_str(&line);
-                        text.push('\n');
-                    }
-                    if let (Some(port), Some(tx)) = (port, port_tx.take()) {
-                        let _ = tx.send(port);
-                    }
-                }
-            }
-        });
-
-        // stdout: one JSON line per request.
-        let (line_tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let item = match line {
-                    Ok(raw) => match serde_json::from_str::<Value>(&raw) {
-                        Ok(json) => Ok(Request { raw, json }),
-                        Err(err) => Err(format!("a stdout line is not JSON ({err}): {raw:?}")),
-                    },
-                    Err(err) => Err(format!("cannot read stdout: {err}")),
-                };
-                let stop = item.is_err();
-                if line_tx.send(item).is_err() || stop {
-                    break;
-                }
-            }
-        });
-
-        // From here on, a panic kills the child through Drop.
-        let mut receiver = PyReceiver {
-            python: shown,
-            child,
-            stdin,
-            port: 0,
-            lines,
-            stderr,
-        };
-        receiver.port = match port_rx.recv_timeout(START_WAIT) {
-            Ok(port) => port,
-            Err(RecvTimeoutError::Timeout) => panic!(
-                "the Python receiver ({}) printed no port within {START_WAIT:?}; stderr:\n{}",
-                receiver.python,
-                receiver.stderr_text()
-            ),
-            Err(RecvTimeoutError::Disconnected) => {
-                let status = match receiver.child.try_wait() {
-                    Ok(Some(status)) => status.to_string(),
-                    _ => "closed its stderr".to_owned(),
-                };
-                panic!(
-                    "the Python receiver ({}) exited before listening ({status}); it needs \
-                     Python 3.8 or newer; stderr:\n{}",
-                    receiver.python,
-                    receiver.stderr_text()
-                )
-            }
-        };
-        receiver
+        let server = PyServer::start(python.as_ref(), RECEIVER_SCRIPT, &["--exit-on-stdin-eof"]);
+        PyReceiver { server }
     }
 
     /// `127.0.0.1:PORT`, the host to give the logger.
     fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    fn stderr_text(&self) -> String {
-        self.stderr
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.server.host()
     }
 
     /// The next request line, waiting at most [`WAIT`].
@@ -206,29 +299,53 @@ impl PyReceiver {
     ///
     /// If none comes in time, or the receiver printed something that is not a JSON line.
     fn recv(&self) -> Request {
-        match self.lines.recv_timeout(WAIT) {
-            Ok(Ok(req)) => req,
-            Ok(Err(err)) => panic!("{}: {err}; stderr:\n{}", self.python, self.stderr_text()),
-            Err(RecvTimeoutError::Timeout) => panic!(
-                "no request line from the Python receiver ({}) within {WAIT:?}; stderr:\n{}",
-                self.python,
-                self.stderr_text()
-            ),
-            Err(RecvTimeoutError::Disconnected) => panic!(
-                "the Python receiver ({}) closed its stdout; stderr:\n{}",
-                self.python,
-                self.stderr_text()
+        let raw = self.server.line();
+        match serde_json::from_str::<Value>(&raw) {
+            Ok(json) => Request { raw, json },
+            Err(err) => panic!(
+                "{}: a stdout line is not JSON ({err}): {raw:?}; stderr:\n{}",
+                self.server.name,
+                self.server.stderr_text()
             ),
         }
     }
 }
 
-impl Drop for PyReceiver {
-    fn drop(&mut self) {
-        drop(self.stdin.take()); // EOF: `--exit-on-stdin-eof` ends it on its own
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// Runs a Python script to its end: its exit status, its stdout lines and its stderr.
+///
+/// # Panics
+///
+/// If the interpreter cannot be started, or the script goes [`WAIT`] without printing a line
+/// or ending (it is killed).
+fn run_script(python: &OsStr, script: &str, args: &[&str]) -> (ExitStatus, Vec<String>, String) {
+    /// Kills and reaps the child when dropped, whatever happened.
+    struct Guard(Child);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
     }
+
+    let shown = format!("{} {script}", python.to_string_lossy());
+    let child = Command::new(python)
+        .arg(script)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|err| panic!("cannot start {shown} ({err})"));
+    let mut child = Guard(child);
+    let (stdout, _) = lines_of(child.0.stdout.take().expect("piped stdout"));
+    let (stderr, stderr_text) = lines_of(child.0.stderr.take().expect("piped stderr"));
+    let mut lines = Vec::new();
+    while let Some(line) = next_line(&stdout, format_args!("end of {shown}")) {
+        lines.push(line);
+    }
+    while next_line(&stderr, format_args!("end of {shown}")).is_some() {}
+    let status = child.0.wait().expect("wait for the script");
+    (status, lines, text_of(&stderr_text))
 }
 
 /// One line of the receiver's stdout.
@@ -773,30 +890,21 @@ fn check_rebuilt(run: &Run<'_>, req: &Request, sent: &Sent, f: &[(String, String
         tail = format!("{tail}\n{text}");
     }
     assert!(formatted.contains(&sent.msg), "{ctx}: {formatted:?}");
-    let (asctime, rest) = formatted.split_at_checked(23).unwrap_or(("", formatted));
+    let (time, rest) = formatted.split_at_checked(23).unwrap_or(("", formatted));
     assert_eq!(
         rest, tail,
         "{ctx}: what Python's Formatter wrote after asctime"
     );
-    // asctime: the local time of int(created), then `,` and msecs as %03d.
-    let created: f64 = value(f, "created").parse().expect("a float");
-    let local = chrono::Local
-        .timestamp_opt(created.floor() as i64, 0)
-        .single()
-        .expect("a local time");
-    let msecs: f64 = value(f, "msecs").parse().expect("a float");
-    let want = format!("{},{:03}", local.format("%Y-%m-%d %H:%M:%S"), msecs as u32);
-    assert_eq!(asctime, want, "{ctx}: asctime, from created and msecs");
+    let want = asctime(value(f, "created"), value(f, "msecs"));
+    assert_eq!(time, want, "{ctx}: asctime, from created and msecs");
 }
 
-/// Logs every checked record through a logger built for `url` and `method`, to one
-/// `py_receiver.py` run by `python`, and checks what Python decoded (check 1) and rebuilt
-/// (check 2) from each: a plain record, an error chain, special characters (check 3), key-values
-/// named like standard fields (check 4), TRACE.
-fn check_interop(python: impl AsRef<OsStr>, url: &str, method: Method) {
-    let receiver = PyReceiver::start(python);
+/// Logs the checked records ([`log_records`]) through a logger built for `host`, `url` and
+/// `method`, and waits (bounded) until every one was delivered. Returns them, with the time
+/// (seconds since the epoch) before the first was logged and after the last was delivered.
+fn send_records(host: &str, url: &str, method: Method) -> (Vec<Sent>, f64, f64) {
     log::set_max_level(log::LevelFilter::Trace);
-    let logger = HttpLogger::builder(receiver.host(), url)
+    let logger = HttpLogger::builder(host, url)
         .method(method)
         .level(log::LevelFilter::Trace)
         .build()
@@ -822,8 +930,18 @@ fn check_interop(python: impl AsRef<OsStr>, url: &str, method: Method) {
         (n, n, 0, 0, 0),
         "{stats:?}"
     );
+    (sent, before, after)
+}
+
+/// Logs every checked record through a logger built for `url` and `method`, to one
+/// `py_receiver.py` run by `python`, and checks what Python decoded (check 1) and rebuilt
+/// (check 2) from each: a plain record, an error chain, special characters (check 3), key-values
+/// named like standard fields (check 4), TRACE.
+fn check_interop(python: impl AsRef<OsStr>, url: &str, method: Method) {
+    let receiver = PyReceiver::start(python);
+    let (sent, before, after) = send_records(&receiver.host(), url, method);
     let run = Run {
-        python: receiver.python.clone(),
+        python: receiver.server.name.clone(),
         url,
         method,
         host: receiver.host(),
@@ -851,4 +969,378 @@ fn python_decodes_and_rebuilds_get_records() {
 #[test]
 fn python_decodes_and_rebuilds_get_records_after_a_query() {
     check_interop(python(), "/log?src=app", Method::Get);
+}
+
+// ---------------------------------------------------------------------------------------------
+// examples/receiver.py: our records in Python's logging
+// ---------------------------------------------------------------------------------------------
+
+const EXAMPLE_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/receiver.py");
+const SENDER_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/py_sender.py");
+
+/// `created` and `msecs` of the records sent by hand.
+const RAW_CREATED: &str = "1795459757.5";
+const RAW_MSECS: &str = "500.0";
+
+fn start_example(python: &OsStr, args: &[&str]) -> PyServer {
+    PyServer::start(python, EXAMPLE_SCRIPT, args)
+}
+
+/// A record sent by hand: the fields `examples/receiver.py` requires, and `msecs`.
+fn raw_record(msg: &str) -> String {
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("name", "raw"),
+            ("msg", msg),
+            ("levelname", "INFO"),
+            ("levelno", "20"),
+            ("created", RAW_CREATED),
+            ("msecs", RAW_MSECS),
+        ])
+        .finish()
+}
+
+/// The line `examples/receiver.py` prints for [`raw_record`]`(msg)` (`lineno` defaults to 0).
+fn raw_line(msg: &str) -> String {
+    let asctime = asctime(RAW_CREATED, RAW_MSECS);
+    format!("{asctime}{}", after_asctime("INFO", "raw", 0, msg))
+}
+
+/// What `examples/receiver.py`'s default format,
+/// `%(asctime)s %(levelname)-8s %(name)s:%(lineno)d %(message)s`, writes after asctime.
+fn after_asctime(level: &str, name: &str, lineno: impl fmt::Display, message: &str) -> String {
+    format!(" {level:<8} {name}:{lineno} {message}")
+}
+
+/// `%(asctime)s` of a record whose `created` and `msecs` arrived as these texts: the local
+/// time of `int(created)`, then `,` and `msecs` as `%03d`.
+fn asctime(created: &str, msecs: &str) -> String {
+    let created: f64 = created.parse().expect("created is a float");
+    let msecs: f64 = msecs.parse().expect("msecs is a float");
+    let local = chrono::Local
+        .timestamp_opt(created.floor() as i64, 0)
+        .single()
+        .expect("a local time");
+    format!("{},{:03}", local.format("%Y-%m-%d %H:%M:%S"), msecs as u32)
+}
+
+/// Checks that `text` is an asctime (`2026-11-23 19:24:24,666`, local time) between `before`
+/// and `after` (seconds since the epoch), give or take a second.
+fn check_asctime_between(ctx: &str, text: &str, before: f64, after: f64) {
+    let naive = chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S,%3f")
+        .unwrap_or_else(|err| panic!("{ctx}: {text:?} is not an asctime: {err}"));
+    let when = chrono::Local
+        .from_local_datetime(&naive)
+        .earliest()
+        .unwrap_or_else(|| panic!("{ctx}: {text:?} is not a local time"));
+    let secs = when.timestamp_millis() as f64 / 1000.0;
+    assert!(
+        before - 1.0 <= secs && secs <= after + 1.0,
+        "{ctx}: asctime {text} is not between {before} and {after} (seconds since the epoch)"
+    );
+}
+
+/// Sends the checked records ([`log_records`]) to a running `examples/receiver.py` through a
+/// logger built for `url` and `method`, and checks what its `logging.Formatter` printed for
+/// each: asctime, level name, name, line number and the formatted message (with the error
+/// chain), then the lines of `exc_text` under an error.
+fn check_example_with_our_records(receiver: &PyServer, url: &str, method: Method) {
+    let (sent, before, after) = send_records(&receiver.host(), url, method);
+    for sent in &sent {
+        let ctx = format!("[{} {method:?} {url}] {}", receiver.name, sent.what);
+        let mut want = after_asctime(sent.level.0, sent.target, sent.line, &sent.msg);
+        if let Some((_, exc_text)) = &sent.error {
+            want = format!("{want}\n{exc_text}");
+        }
+        // A message with line ends spans several lines.
+        let lines: Vec<String> = (0..=want.matches('\n').count())
+            .map(|_| receiver.line())
+            .collect();
+        let got = lines.join("\n");
+        let (asctime, rest) = got.split_at_checked(23).unwrap_or(("", &got));
+        assert_eq!(rest, want, "{ctx}: what the Formatter wrote after asctime");
+        check_asctime_between(&ctx, asctime, before, after);
+    }
+}
+
+/// Runs `tests/interop/py_sender.py` under `python` (Python's own `HTTPHandler`: a POST, a GET
+/// and an exception) against a running `examples/receiver.py`, and checks the line printed for
+/// each record, and the `exc_info` repr printed under the exception.
+fn check_example_with_python_sender(receiver: &PyServer, python: &OsStr) {
+    let ctx = format!(
+        "[{} from {} py_sender.py]",
+        receiver.name,
+        python.to_string_lossy()
+    );
+    let (status, printed, stderr) = run_script(python, SENDER_SCRIPT, &[&receiver.host()]);
+    assert!(
+        status.success(),
+        "{ctx}: py_sender.py failed ({status}): {stderr}"
+    );
+    let expected = [
+        ("INFO", "hello from python %s"), // Python sends msg unformatted
+        ("WARNING", "warning over GET"),
+        ("ERROR", "division failed"),
+    ];
+    assert_eq!(
+        printed.len(),
+        expected.len(),
+        "{ctx}: py_sender.py printed {printed:?}"
+    );
+    for (printed, (level, msg)) in printed.iter().zip(expected) {
+        let &[created, msecs, lineno] = &printed.split(' ').collect::<Vec<_>>()[..] else {
+            panic!("{ctx}: py_sender.py printed {printed:?}, not CREATED MSECS LINENO");
+        };
+        let asctime = asctime(created, msecs);
+        let rest = after_asctime(level, "interop.py_sender", lineno, msg);
+        assert_eq!(receiver.line(), format!("{asctime}{rest}"), "{ctx}");
+    }
+    // Python's exc_info is a repr, with exc_text None: shown where the traceback would be.
+    let repr = receiver.line();
+    assert!(
+        repr.starts_with(
+            "(<class 'ZeroDivisionError'>, ZeroDivisionError('division by zero'), \
+             <traceback object at 0x"
+        ) && repr.ends_with(">)"),
+        "{ctx}: under the exception: {repr:?}"
+    );
+}
+
+/// Checks that a running `examples/receiver.py` still serves: a record POSTed on a new
+/// connection is answered 200 and printed.
+fn check_example_serves(receiver: &PyServer, after: &str) {
+    let msg = format!("still serving after {after}");
+    let mut conn = Conn::open(receiver.port);
+    let (status, body) = conn.request("POST", "/log", raw_record(&msg).as_bytes());
+    assert_eq!((status, body.as_str()), (200, ""), "{}", receiver.name);
+    assert_eq!(receiver.line(), raw_line(&msg), "{}", receiver.name);
+}
+
+/// A bare HTTP/1.1 connection, to send what a logger never would. Every read and write is
+/// bounded by [`WAIT`].
+struct Conn {
+    stream: TcpStream,
+    reader: BufReader<TcpStream>,
+}
+
+impl Conn {
+    fn open(port: u16) -> Conn {
+        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to the receiver");
+        stream.set_read_timeout(Some(WAIT)).expect("a read timeout");
+        stream
+            .set_write_timeout(Some(WAIT))
+            .expect("a write timeout");
+        let reader = BufReader::new(stream.try_clone().expect("clone the stream"));
+        Conn { stream, reader }
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("send to the receiver");
+    }
+
+    /// Sends one request, with a form body and its `Content-Length` unless `body` is empty,
+    /// and reads the response.
+    fn request(&mut self, method: &str, target: &str, body: &[u8]) -> (u16, String) {
+        let mut bytes = format!("{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+        if !body.is_empty() {
+            bytes.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
+            bytes.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        }
+        bytes.push_str("\r\n");
+        let mut bytes = bytes.into_bytes();
+        bytes.extend_from_slice(body);
+        self.send(&bytes);
+        self.response()
+    }
+
+    /// Reads one response: its status and body.
+    ///
+    /// # Panics
+    ///
+    /// If it is not HTTP/1.1, or has no `Content-Length`.
+    fn response(&mut self) -> (u16, String) {
+        let mut line = String::new();
+        self.reader.read_line(&mut line).expect("a status line");
+        let status = line
+            .strip_prefix("HTTP/1.1 ")
+            .and_then(|rest| rest.get(..3)?.parse().ok())
+            .unwrap_or_else(|| panic!("bad status line {line:?}"));
+        let mut length = None;
+        loop {
+            let mut line = String::new();
+            self.reader.read_line(&mut line).expect("a header line");
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse::<usize>().ok();
+                }
+            }
+        }
+        let length = length.unwrap_or_else(|| panic!("no Content-Length in the {status} answer"));
+        let mut body = vec![0; length];
+        self.reader.read_exact(&mut body).expect("the body");
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    /// Checks that the receiver closed the connection.
+    fn assert_closed(&mut self) {
+        let mut rest = Vec::new();
+        match self.reader.read_to_end(&mut rest) {
+            Ok(_) => assert!(rest.is_empty(), "bytes after the answer: {rest:?}"),
+            Err(err) if err.kind() == std::io::ErrorKind::ConnectionReset => {}
+            Err(err) => panic!("the receiver did not close the connection: {err}"),
+        }
+    }
+}
+
+#[test]
+fn example_receiver_formats_our_records_with_python_logging() {
+    let receiver = start_example(&python(), &[]);
+    check_example_with_our_records(&receiver, "/log", Method::Post);
+    check_example_with_our_records(&receiver, "/log?src=app", Method::Get);
+}
+
+#[test]
+fn example_receiver_prints_python_httphandler_records_and_survives_their_exc_info() {
+    let python = python();
+    let receiver = start_example(&python, &[]);
+    check_example_with_python_sender(&receiver, &python);
+    check_example_serves(&receiver, "Python's exception record");
+}
+
+#[test]
+fn example_receiver_puts_hostname_and_key_values_in_reach_of_a_format_string() {
+    let format = "%(hostname)s|%(name)s|%(user)s|%(kv_name)s|%(exc_info)s|%(message)s";
+    let receiver = start_example(&python(), &["--format", format]);
+    log::set_max_level(log::LevelFilter::Trace);
+    let logger = HttpLogger::builder(receiver.host(), "/log")
+        .build()
+        .expect("valid config");
+    let err = std::io::Error::other("disk full");
+    log::info!(logger: logger, user = "ann", name = "spoof", err:err = err; "hello {}", "there");
+    assert!(logger.flush_timeout(WAIT), "{:?}", logger.stats());
+    assert_eq!(logger.stats().sent, 1, "{:?}", logger.stats());
+    let hostname = gethostname::gethostname().to_string_lossy().into_owned();
+    let target = module_path!();
+    // exc_info is None (a string there would break handlers that format it); exc_text follows.
+    assert_eq!(
+        receiver.line(),
+        format!("{hostname}|{target}|ann|spoof|None|hello there: disk full")
+    );
+    assert_eq!(receiver.line(), "disk full");
+
+    // A sender without a hostname field (Python's HTTPHandler): its address stands in; its
+    // exc_info repr is shown as exc_text.
+    let repr = "(<class 'ZeroDivisionError'>, ZeroDivisionError('division by zero'), \
+                <traceback object at 0x7f9d3a7ffe00>)";
+    let extra = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([("user", "bob"), ("kv_name", "k"), ("exc_info", repr)])
+        .finish();
+    let body = format!("{}&{extra}", raw_record("from elsewhere"));
+    let mut conn = Conn::open(receiver.port);
+    assert_eq!(conn.request("POST", "/log", body.as_bytes()).0, 200);
+    assert_eq!(receiver.line(), "127.0.0.1|raw|bob|k|None|from elsewhere");
+    assert_eq!(receiver.line(), repr);
+}
+
+#[test]
+fn example_receiver_rejects_what_is_not_a_record_and_keeps_serving() {
+    let receiver = start_example(&python(), &[]);
+    let fields = "name=raw&msg=m&levelname=INFO";
+
+    // One kept-alive connection: each refusal is a 400 that says why, and one stderr line.
+    let mut conn = Conn::open(receiver.port);
+    let refused = [
+        (
+            "abc=def".to_owned(),
+            "not a log record: no name, msg, levelname, levelno, created",
+        ),
+        (
+            format!("{fields}&levelno=high&created=1"),
+            "bad levelno 'high': ",
+        ),
+        (
+            format!("{fields}&levelno=20&created=nan"),
+            "bad created 'nan': ",
+        ),
+        (
+            format!("{fields}&levelno=20&created=1e300"),
+            "bad created '1e300': ",
+        ),
+        (
+            format!("{fields}&levelno=20&created=1&getMessage=x"),
+            "field 'getMessage' would replace LogRecord.getMessage",
+        ),
+    ];
+    for (body, why) in &refused {
+        let (status, answer) = conn.request("POST", "/log", body.as_bytes());
+        assert_eq!(status, 400, "{body}: {answer:?}");
+        assert!(answer.starts_with(why), "{body}: {answer:?}");
+        let line = receiver.stderr_line();
+        assert!(
+            line.starts_with(&format!("receiver.py: POST /log: {why}")),
+            "{body}: {line:?}"
+        );
+    }
+    let (status, answer) = conn.request("GET", "/favicon.ico", b"");
+    assert_eq!(status, 400, "{answer:?}");
+    let line = receiver.stderr_line();
+    assert_eq!(
+        line,
+        format!("receiver.py: GET /favicon.ico: {}", refused[0].1)
+    );
+
+    // The same connection goes on serving records, over POST and GET.
+    let (status, answer) = conn.request("POST", "/log", raw_record("kept alive").as_bytes());
+    assert_eq!((status, answer.as_str()), (200, ""));
+    assert_eq!(receiver.line(), raw_line("kept alive"));
+    let target = format!("/log?{}", raw_record("over GET"));
+    let (status, answer) = conn.request("GET", &target, b"");
+    assert_eq!((status, answer.as_str()), (200, ""));
+    assert_eq!(receiver.line(), raw_line("over GET"));
+
+    // A POST without Content-Length: 411, and the connection ends (its body cannot be skipped).
+    let mut conn = Conn::open(receiver.port);
+    conn.send(b"POST /log HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    assert_eq!(conn.response().0, 411);
+    conn.assert_closed();
+    let line = receiver.stderr_line();
+    assert!(
+        line.starts_with("receiver.py: POST /log: a POST needs a Content-Length"),
+        "{line:?}"
+    );
+
+    // A method it does not serve: http.server's own 501, and its own line on stderr.
+    let mut conn = Conn::open(receiver.port);
+    assert_eq!(conn.request("PUT", "/log", b"").0, 501);
+    let line = receiver.stderr_line();
+    assert!(line.contains("Unsupported method ('PUT')"), "{line:?}");
+
+    check_example_serves(&receiver, "bad requests");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Every Python that pyenv installed
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn every_pyenv_python_rebuilds_our_records_and_runs_the_example_receiver() {
+    // Each version runs one receiver per method, then one example receiver.
+    for_every_pyenv_python(
+        "py_receiver.py and examples/receiver.py rebuilt our records, and examples/receiver.py \
+         Python's own,",
+        |python| {
+            check_interop(python, "/log", Method::Post);
+            check_interop(python, "/log", Method::Get);
+            check_interop(python, "/log?src=app", Method::Get);
+            let receiver = start_example(python, &[]);
+            check_example_with_our_records(&receiver, "/log", Method::Post);
+            check_example_with_our_records(&receiver, "/log?src=app", Method::Get);
+            check_example_with_python_sender(&receiver, python);
+            check_example_serves(&receiver, "Python's exception record");
+        },
+    );
 }

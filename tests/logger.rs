@@ -599,3 +599,45 @@ fn json_sends_the_same_fields_as_one_object() {
         .expect_err("json with GET");
     assert_eq!(e.kind(), http_logger::ErrorKind::InvalidConfig);
 }
+
+#[test]
+fn overflow_block_waits_for_room_instead_of_dropping() {
+    use http_logger::Overflow;
+    let server = Server::with_script(|_, _| support::Reply::Delay(Duration::from_millis(5), 200));
+    log::set_max_level(log::LevelFilter::Trace);
+    let logger = HttpLogger::builder(server.host(), "/")
+        .queue_capacity(1)
+        .overflow(Overflow::Block(Duration::from_secs(30)))
+        .build()
+        .unwrap();
+    for i in 0..30 {
+        log::info!(logger: logger, "record {i}");
+    }
+    flushed(&logger);
+    let stats = logger.stats();
+    assert_eq!((stats.sent, stats.dropped), (30, 0), "{stats:?}");
+    assert_eq!(server.recv_n(30, WAIT).len(), 30);
+}
+
+#[test]
+fn overflow_block_gives_up_after_its_bound_when_the_receiver_hangs() {
+    use http_logger::Overflow;
+    let server = Server::with_script(|_, _| support::Reply::Hang);
+    log::set_max_level(log::LevelFilter::Trace);
+    let logger = HttpLogger::builder(server.host(), "/")
+        .queue_capacity(1)
+        .overflow(Overflow::Block(Duration::from_millis(50)))
+        .timeout(Duration::from_secs(30))
+        .shutdown_timeout(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    // Once the worker holds record 0 in its hung request, record 1 fills the queue and
+    // record 2 waits its bound, then is dropped.
+    log::info!(logger: logger, "record 0");
+    assert!(server.recv(WAIT).is_some(), "the worker sent record 0");
+    log::info!(logger: logger, "record 1");
+    log::info!(logger: logger, "record 2");
+    let stats = logger.stats();
+    assert_eq!((stats.logged, stats.dropped), (3, 1), "{stats:?}");
+    assert_eq!(stats.queued, 2, "{stats:?}");
+}

@@ -5,7 +5,15 @@
 //! `cargo build --examples` first), start it on port 0, read the port from its
 //! `listening on` line and talk to it over real sockets on 127.0.0.1. Every wait
 //! is bounded: output lines come through channels read with `recv_timeout`.
+//!
+//! Python's own `HTTPHandler` (`tests/interop/py_sender.py`) sends to it from the
+//! `HTTP_LOGGER_PYTHON` interpreter (else `python3`), and from every CPython 3.8 to 3.13
+//! that pyenv installed (`$PYENV_ROOT`, else `~/.pyenv`): the versions that ran and those
+//! absent are named on stderr; finding none fails.
 
+mod python;
+
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::path::{Path, PathBuf};
@@ -15,6 +23,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use chrono::{Local, TimeZone};
+use python::{for_every_pyenv_python, python};
 
 /// The longest any single wait may take before the test fails.
 const WAIT: Duration = Duration::from_secs(10);
@@ -859,12 +868,14 @@ fn bad_options_exit_with_code_2() {
     }
 }
 
-#[test]
-fn python_httphandler_interoperates() {
+/// Runs `tests/interop/py_sender.py` under `python` (Python's own `HTTPHandler`: a POST, a
+/// GET, and an exception) against a receiver of its own, and checks the line printed for
+/// each record.
+fn check_python_sender(python: &OsStr) {
+    let shown = python.to_string_lossy();
     let receiver = Receiver::start(&[]);
-    let python = std::env::var("HTTP_LOGGER_PYTHON").unwrap_or_else(|_| "python3".to_string());
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/py_sender.py");
-    let child = Command::new(&python)
+    let child = Command::new(python)
         .arg(&script)
         .arg(format!("127.0.0.1:{}", receiver.port))
         .stdin(Stdio::null())
@@ -874,18 +885,18 @@ fn python_httphandler_interoperates() {
     let mut child = match child {
         Ok(child) => Guard(child),
         Err(err) => panic!(
-            "cannot run {python:?} ({err}): this test needs Python 3; install it or set \
+            "cannot run {shown:?} ({err}): this test needs Python 3; install it or set \
              HTTP_LOGGER_PYTHON to its path"
         ),
     };
     let stdout = lines_of(child.0.stdout.take().expect("stdout is piped"));
     let stderr = lines_of(child.0.stderr.take().expect("stderr is piped"));
-    let created = all_lines(&stdout, "py_sender.py to finish");
+    let printed = all_lines(&stdout, "py_sender.py to finish");
     let errors = all_lines(&stderr, "py_sender.py to finish");
     let status = child.0.wait().expect("wait for py_sender.py");
     assert!(
         status.success(),
-        "{python} {} failed ({status}): {}",
+        "{shown} {} failed ({status}): {}",
         script.display(),
         errors.join("\n")
     );
@@ -896,14 +907,31 @@ fn python_httphandler_interoperates() {
         ("ERROR", "division failed"),
     ];
     assert_eq!(
-        created.len(),
+        printed.len(),
         expected.len(),
-        "py_sender.py printed {created:?}"
+        "{shown}: py_sender.py printed {printed:?}"
     );
-    for (created, (level, msg)) in created.iter().zip(expected) {
+    for (printed, (level, msg)) in printed.iter().zip(expected) {
+        // "CREATED MSECS LINENO"
+        let created = printed.split(' ').next().unwrap_or_default();
         assert_eq!(
             receiver.line(),
-            pretty(created, "interop.py_sender", level, msg)
+            pretty(created, "interop.py_sender", level, msg),
+            "{shown}"
         );
     }
+}
+
+#[test]
+fn python_httphandler_interoperates() {
+    check_python_sender(&python());
+}
+
+#[test]
+fn python_httphandler_of_every_pyenv_python_interoperates() {
+    // Each version runs its own receiver and sender.
+    for_every_pyenv_python(
+        "examples/receiver.rs read the records of Python's HTTPHandler",
+        check_python_sender,
+    );
 }

@@ -2,15 +2,17 @@
 
 Usage: python3 py_sender.py HOST:PORT
 
-Used by tests/receiver.rs to check that examples/receiver.rs understands what
-Python's standard library puts on the wire. Standard library only. Sends:
+Used by tests/receiver.rs and tests/interop.rs to check that examples/receiver.rs
+and examples/receiver.py understand what Python's standard library puts on the
+wire. Standard library only; Python 3.8 or newer. Sends:
 
 1. POST  log.info('hello from python %s', 'x')   (Python sends msg unformatted)
 2. GET   log.warning('warning over GET')
 3. POST  log.exception('division failed') inside except ZeroDivisionError
 
-For each record it prints repr(record.created) on its own line, so that the test
-can compute the exact time the receiver prints. Any failure to send (Python's
+For each record it prints one line, "CREATED MSECS LINENO" (the repr of
+record.created and record.msecs, and record.lineno), so that the test can compute
+the exact time and line number the receiver prints. Any failure to send (Python's
 handler would only print it) makes this script exit non-zero.
 """
 
@@ -27,11 +29,11 @@ class StrictHTTPHandler(logging.handlers.HTTPHandler):
         raise  # re-raises the exception emit() caught
 
 
-class PrintCreated(logging.Filter):
-    """Prints each record's `created` as Python sends it (str of the float)."""
+class PrintTimeAndLine(logging.Filter):
+    """Prints each record's created, msecs (as Python sends them) and lineno."""
 
     def filter(self, record):
-        print(repr(record.created), flush=True)
+        print('%r %r %d' % (record.created, record.msecs, record.lineno), flush=True)
         return True
 
 
@@ -47,7 +49,7 @@ def main():
 
     def send(method, emit):
         handler = StrictHTTPHandler(host, '/log', method=method)
-        handler.addFilter(PrintCreated())
+        handler.addFilter(PrintTimeAndLine())
         log.addHandler(handler)
         try:
             emit()
