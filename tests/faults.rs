@@ -18,38 +18,12 @@ use http_logger::{Builder, DEFAULT_QUEUE_CAPACITY, HttpLogger, Stats};
 use log::Log as _;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
-use support::{Reply, Request, Server};
+use support::{Reply, Request, STANDARD, Server};
 
 /// The most a flush, a receive or a drop may take before the test calls it a hang.
 const WAIT: Duration = Duration::from_secs(20);
 /// The most a `Server` script waits for the test to release it.
 const HANG_LIMIT: Duration = Duration::from_secs(30);
-
-/// The standard keys, in wire order: key-values follow them.
-const STANDARD: [&str; 22] = [
-    "name",
-    "msg",
-    "args",
-    "levelname",
-    "levelno",
-    "pathname",
-    "filename",
-    "module",
-    "exc_info",
-    "exc_text",
-    "stack_info",
-    "lineno",
-    "funcName",
-    "created",
-    "msecs",
-    "relativeCreated",
-    "thread",
-    "threadName",
-    "processName",
-    "process",
-    "taskName",
-    "hostname",
-];
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)

@@ -17,56 +17,29 @@
 //! [`check_interop`] takes the interpreter as an argument, to run the same checks under any
 //! Python.
 
+mod child;
 mod python;
+mod support;
+
+use support::{STANDARD, get as field, keys};
 
 use std::error::Error as StdError;
 use std::ffi::OsStr;
 use std::fmt;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::process::{Command, Stdio};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use child::{Response, Server, WAIT};
 use chrono::TimeZone as _;
 use http_logger::{HttpLogger, Method};
-use python::{for_every_pyenv_python, python};
+use python::{NEEDS, SENDER_LOGGER, for_every_pyenv_python, python, run_py_sender};
 use serde_json::{Map, Value};
 
-/// How long to wait for one request line, or for a flush.
-const WAIT: Duration = Duration::from_secs(10);
 /// How long to wait for the interpreter to start and bind its port.
 const START_WAIT: Duration = Duration::from_secs(30);
 
 const RECEIVER_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/py_receiver.py");
-
-/// The standard keys, in wire order.
-const STANDARD: [&str; 22] = [
-    "name",
-    "msg",
-    "args",
-    "levelname",
-    "levelno",
-    "pathname",
-    "filename",
-    "module",
-    "exc_info",
-    "exc_text",
-    "stack_info",
-    "lineno",
-    "funcName",
-    "created",
-    "msecs",
-    "relativeCreated",
-    "thread",
-    "threadName",
-    "processName",
-    "process",
-    "taskName",
-    "hostname",
-];
 
 /// Text a form encoder must not lose: non-ASCII, the form's own syntax (`&`, `=`, `%`, `+`),
 /// things that look percent-encoded, CR, LF, NUL, tab, an emoji outside the BMP, and spaces at
@@ -82,198 +55,29 @@ const NASTY_THREAD: &str = "w\u{f6}rker &=%+ \u{1F980}";
 // The Python processes
 // ---------------------------------------------------------------------------------------------
 
-/// Sends the lines of `pipe` (without their `\n`; invalid UTF-8 replaced) into a channel, which
-/// disconnects at end of file, and also appends them to the returned text, for messages.
-fn lines_of(pipe: impl Read + Send + 'static) -> (Receiver<String>, Arc<Mutex<String>>) {
-    let (tx, rx) = mpsc::channel();
-    let text = Arc::new(Mutex::new(String::new()));
-    let all = Arc::clone(&text);
-    std::thread::spawn(move || {
-        let mut reader = BufReader::new(pipe);
-        let mut line = Vec::new();
-        loop {
-            line.clear();
-            match reader.read_until(b'\n', &mut line) {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-            if line.ends_with(b"\n") {
-                line.pop();
-            }
-            let line = String::from_utf8_lossy(&line).into_owned();
-            {
-                let mut all = all.lock().unwrap_or_else(PoisonError::into_inner);
-                all.push_str(&line);
-                all.push('\n');
-            }
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    (rx, text)
-}
-
-fn text_of(text: &Mutex<String>) -> String {
-    text.lock().unwrap_or_else(PoisonError::into_inner).clone()
-}
-
-/// The next line from `lines`, waiting at most [`WAIT`]; `None` when the stream ended.
+/// Starts `script` under `python` with `--port 0` and `args`, and waits (bounded) until it
+/// listens on 127.0.0.1. Its stdin is a pipe the [`Server`] holds until it drops, so a script
+/// that watches it (`py_receiver.py --exit-on-stdin-eof`) also exits when this process does.
 ///
 /// # Panics
 ///
-/// If none comes in time.
-fn next_line(lines: &Receiver<String>, what: impl fmt::Display) -> Option<String> {
-    match lines.recv_timeout(WAIT) {
-        Ok(line) => Some(line),
-        Err(RecvTimeoutError::Timeout) => panic!("no {what} within {WAIT:?}"),
-        Err(RecvTimeoutError::Disconnected) => None,
-    }
-}
-
-/// A Python script serving HTTP on 127.0.0.1, started with `--port 0`: it says
-/// `listening on http://127.0.0.1:PORT` on stderr once bound. Its stdout and stderr lines come
-/// through channels. Killed on drop; its stdin is a pipe held here, so a script that watches it
-/// (`py_receiver.py --exit-on-stdin-eof`) also exits when this process does.
-struct PyServer {
-    /// The interpreter and the script's file name, for messages.
-    name: String,
-    child: Child,
-    stdin: Option<ChildStdin>,
-    port: u16,
-    stdout: Receiver<String>,
-    stdout_text: Arc<Mutex<String>>,
-    stderr: Receiver<String>,
-    stderr_text: Arc<Mutex<String>>,
-}
-
-impl PyServer {
-    /// Starts `script` under `python` with `--port 0` and `args`, and waits (bounded) until it
-    /// listens.
-    ///
-    /// # Panics
-    ///
-    /// If the interpreter cannot be started, or the script does not listen within
-    /// [`START_WAIT`].
-    fn start(python: &OsStr, script: &str, args: &[&str]) -> PyServer {
-        let file = Path::new(script).file_name().unwrap_or_default();
-        let name = format!("{} {}", python.to_string_lossy(), file.to_string_lossy());
-        let mut child = Command::new(python)
-            .arg(script)
-            .args(["--port", "0"])
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|err| {
-                panic!(
-                    "cannot start {name} ({err}): these tests need Python 3.8 or newer; install \
-                     Python 3 so that `python3` is on PATH, or set HTTP_LOGGER_PYTHON to the \
-                     interpreter's path"
-                )
-            });
-        let stdin = child.stdin.take();
-        let (stdout, stdout_text) = lines_of(child.stdout.take().expect("piped stdout"));
-        let (stderr, stderr_text) = lines_of(child.stderr.take().expect("piped stderr"));
-        // From here on, a panic kills the child through Drop.
-        let mut server = PyServer {
-            name,
-            child,
-            stdin,
-            port: 0,
-            stdout,
-            stdout_text,
-            stderr,
-            stderr_text,
-        };
-        let deadline = Instant::now() + START_WAIT;
-        while server.port == 0 {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match server.stderr.recv_timeout(left) {
-                Ok(line) => {
-                    if let Some(port) = line
-                        .strip_prefix("listening on http://127.0.0.1:")
-                        .and_then(|port| port.trim().parse().ok())
-                    {
-                        server.port = port;
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => panic!(
-                    "{} printed no port within {START_WAIT:?}; stderr:\n{}",
-                    server.name,
-                    server.stderr_text()
-                ),
-                Err(RecvTimeoutError::Disconnected) => {
-                    let status = match server.child.try_wait() {
-                        Ok(Some(status)) => status.to_string(),
-                        _ => "closed its stderr".to_owned(),
-                    };
-                    panic!(
-                        "{} exited before listening ({status}); it needs Python 3.8 or newer; \
-                         stderr:\n{}",
-                        server.name,
-                        server.stderr_text()
-                    )
-                }
-            }
-        }
-        server
-    }
-
-    /// `127.0.0.1:PORT`, the host to give a logger.
-    fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    fn stderr_text(&self) -> String {
-        text_of(&self.stderr_text)
-    }
-
-    /// The next line on stdout, waiting at most [`WAIT`].
-    ///
-    /// # Panics
-    ///
-    /// If none comes in time, or stdout ended.
-    fn line(&self) -> String {
-        let line = next_line(&self.stdout, format_args!("stdout line from {}", self.name));
-        line.unwrap_or_else(|| {
-            panic!(
-                "{} closed its stdout; stderr:\n{}",
-                self.name,
-                self.stderr_text()
-            )
-        })
-    }
-
-    /// The next line on stderr, waiting at most [`WAIT`].
-    ///
-    /// # Panics
-    ///
-    /// If none comes in time, or stderr ended.
-    fn stderr_line(&self) -> String {
-        let line = next_line(&self.stderr, format_args!("stderr line from {}", self.name));
-        line.unwrap_or_else(|| {
-            panic!(
-                "{} closed its stderr; stdout:\n{}",
-                self.name,
-                text_of(&self.stdout_text)
-            )
-        })
-    }
-}
-
-impl Drop for PyServer {
-    fn drop(&mut self) {
-        drop(self.stdin.take()); // EOF, for a script that watches stdin
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// If the interpreter cannot be started, or the script does not listen within
+/// [`START_WAIT`].
+fn start_script(python: &OsStr, script: &str, args: &[&str]) -> Server {
+    let file = Path::new(script).file_name().unwrap_or_default();
+    let name = format!("{} {}", python.to_string_lossy(), file.to_string_lossy());
+    let mut command = Command::new(python);
+    command
+        .arg(script)
+        .args(["--port", "0"])
+        .args(args)
+        .stdin(Stdio::piped());
+    Server::start(name, command, START_WAIT, NEEDS)
 }
 
 /// A running `py_receiver.py`: one JSON line per request it answered.
 struct PyReceiver {
-    server: PyServer,
+    server: Server,
 }
 
 impl PyReceiver {
@@ -284,7 +88,7 @@ impl PyReceiver {
     /// If the interpreter cannot be started, or the receiver does not listen within
     /// [`START_WAIT`].
     fn start(python: impl AsRef<OsStr>) -> PyReceiver {
-        let server = PyServer::start(python.as_ref(), RECEIVER_SCRIPT, &["--exit-on-stdin-eof"]);
+        let server = start_script(python.as_ref(), RECEIVER_SCRIPT, &["--exit-on-stdin-eof"]);
         PyReceiver { server }
     }
 
@@ -305,47 +109,10 @@ impl PyReceiver {
             Err(err) => panic!(
                 "{}: a stdout line is not JSON ({err}): {raw:?}; stderr:\n{}",
                 self.server.name,
-                self.server.stderr_text()
+                self.server.stderr.text()
             ),
         }
     }
-}
-
-/// Runs a Python script to its end: its exit status, its stdout lines and its stderr.
-///
-/// # Panics
-///
-/// If the interpreter cannot be started, or the script goes [`WAIT`] without printing a line
-/// or ending (it is killed).
-fn run_script(python: &OsStr, script: &str, args: &[&str]) -> (ExitStatus, Vec<String>, String) {
-    /// Kills and reaps the child when dropped, whatever happened.
-    struct Guard(Child);
-    impl Drop for Guard {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-
-    let shown = format!("{} {script}", python.to_string_lossy());
-    let child = Command::new(python)
-        .arg(script)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|err| panic!("cannot start {shown} ({err})"));
-    let mut child = Guard(child);
-    let (stdout, _) = lines_of(child.0.stdout.take().expect("piped stdout"));
-    let (stderr, stderr_text) = lines_of(child.0.stderr.take().expect("piped stderr"));
-    let mut lines = Vec::new();
-    while let Some(line) = next_line(&stdout, format_args!("end of {shown}")) {
-        lines.push(line);
-    }
-    while next_line(&stderr, format_args!("end of {shown}")).is_some() {}
-    let status = child.0.wait().expect("wait for the script");
-    (status, lines, text_of(&stderr_text))
 }
 
 /// One line of the receiver's stdout.
@@ -626,18 +393,6 @@ fn now() -> f64 {
         .as_secs_f64()
 }
 
-fn keys(fields: &[(String, String)]) -> Vec<&str> {
-    fields.iter().map(|(k, _)| k.as_str()).collect()
-}
-
-fn value<'a>(fields: &'a [(String, String)], key: &str) -> &'a str {
-    fields
-        .iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
-        .unwrap_or_else(|| panic!("no field {key:?} in {fields:?}"))
-}
-
 /// The fields already in the URL's query, which come first.
 fn url_fields(url: &str) -> Vec<(String, String)> {
     url.split_once('?')
@@ -709,7 +464,7 @@ fn check_wire_fields(run: &Run<'_>, req: &Request, sent: &Sent) -> Vec<(String, 
     assert_eq!(keys(&f), want_keys, "{ctx}: field names and order");
 
     // The fields that depend on the clock and the OS, checked on their own.
-    let created_text = value(&f, "created");
+    let created_text = field(&f, "created");
     assert!(
         is_py_float(created_text),
         "{ctx}: created {created_text:?} is not a Python float"
@@ -721,7 +476,7 @@ fn check_wire_fields(run: &Run<'_>, req: &Request, sent: &Sent) -> Vec<(String, 
         run.before,
         run.after
     );
-    let msecs_text = value(&f, "msecs");
+    let msecs_text = field(&f, "msecs");
     let msecs: f64 = msecs_text
         .parse()
         .unwrap_or_else(|e| panic!("{ctx}: msecs {msecs_text:?}: {e}"));
@@ -736,12 +491,12 @@ fn check_wire_fields(run: &Run<'_>, req: &Request, sent: &Sent) -> Vec<(String, 
         !(1.001..=999.999).contains(&past),
         "{ctx}: msecs {msecs_text} is not the milliseconds of created {created_text}"
     );
-    let relative_text = value(&f, "relativeCreated");
+    let relative_text = field(&f, "relativeCreated");
     assert!(
         is_py_float(relative_text) && relative_text.parse::<f64>().is_ok_and(|r| r >= 0.0),
         "{ctx}: relativeCreated {relative_text:?} is not a float of milliseconds"
     );
-    let thread = value(&f, "thread");
+    let thread = field(&f, "thread");
     assert!(
         thread.parse::<u64>().is_ok(),
         "{ctx}: thread {thread:?} is not an integer"
@@ -749,7 +504,7 @@ fn check_wire_fields(run: &Run<'_>, req: &Request, sent: &Sent) -> Vec<(String, 
     let thread_name = match &sent.thread_name {
         Some(name) => name.as_str(),
         None => {
-            let name = value(&f, "threadName");
+            let name = field(&f, "threadName");
             assert!(name.starts_with("Thread-"), "{ctx}: threadName {name:?}");
             name
         }
@@ -813,7 +568,7 @@ fn check_rebuilt(run: &Run<'_>, req: &Request, sent: &Sent, f: &[(String, String
             .unwrap_or_else(|| panic!("{ctx}: no record.{key} in {}", req.raw))
     };
     let int = |key: &str| -> u64 {
-        value(f, key)
+        field(f, key)
             .parse()
             .unwrap_or_else(|e| panic!("{ctx}: {key}: {e}"))
     };
@@ -847,16 +602,16 @@ fn check_rebuilt(run: &Run<'_>, req: &Request, sent: &Sent, f: &[(String, String
     );
     assert_eq!(
         get("threadName"),
-        value(f, "threadName"),
+        field(f, "threadName"),
         "{ctx}: record.threadName"
     );
     assert_eq!(
         get("processName"),
-        value(f, "processName"),
+        field(f, "processName"),
         "{ctx}: record.processName"
     );
     for key in ["created", "msecs", "relativeCreated"] {
-        let ours = value(f, key);
+        let ours = field(f, key);
         let python = req.record_number_text(key);
         assert_eq!(
             python.parse::<f64>().ok(),
@@ -895,7 +650,7 @@ fn check_rebuilt(run: &Run<'_>, req: &Request, sent: &Sent, f: &[(String, String
         rest, tail,
         "{ctx}: what Python's Formatter wrote after asctime"
     );
-    let want = asctime(value(f, "created"), value(f, "msecs"));
+    let want = asctime(field(f, "created"), field(f, "msecs"));
     assert_eq!(time, want, "{ctx}: asctime, from created and msecs");
 }
 
@@ -976,14 +731,13 @@ fn python_decodes_and_rebuilds_get_records_after_a_query() {
 // ---------------------------------------------------------------------------------------------
 
 const EXAMPLE_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/receiver.py");
-const SENDER_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/py_sender.py");
 
 /// `created` and `msecs` of the records sent by hand.
 const RAW_CREATED: &str = "1795459757.5";
 const RAW_MSECS: &str = "500.0";
 
-fn start_example(python: &OsStr, args: &[&str]) -> PyServer {
-    PyServer::start(python, EXAMPLE_SCRIPT, args)
+fn start_example(python: &OsStr, args: &[&str]) -> Server {
+    start_script(python, EXAMPLE_SCRIPT, args)
 }
 
 /// A record sent by hand: the fields `examples/receiver.py` requires, and `msecs`.
@@ -1044,7 +798,7 @@ fn check_asctime_between(ctx: &str, text: &str, before: f64, after: f64) {
 /// logger built for `url` and `method`, and checks what its `logging.Formatter` printed for
 /// each: asctime, level name, name, line number and the formatted message (with the error
 /// chain), then the lines of `exc_text` under an error.
-fn check_example_with_our_records(receiver: &PyServer, url: &str, method: Method) {
+fn check_example_with_our_records(receiver: &Server, url: &str, method: Method) {
     let (sent, before, after) = send_records(&receiver.host(), url, method);
     for sent in &sent {
         let ctx = format!("[{} {method:?} {url}] {}", receiver.name, sent.what);
@@ -1066,33 +820,15 @@ fn check_example_with_our_records(receiver: &PyServer, url: &str, method: Method
 /// Runs `tests/interop/py_sender.py` under `python` (Python's own `HTTPHandler`: a POST, a GET
 /// and an exception) against a running `examples/receiver.py`, and checks the line printed for
 /// each record, and the `exc_info` repr printed under the exception.
-fn check_example_with_python_sender(receiver: &PyServer, python: &OsStr) {
+fn check_example_with_python_sender(receiver: &Server, python: &OsStr) {
     let ctx = format!(
         "[{} from {} py_sender.py]",
         receiver.name,
         python.to_string_lossy()
     );
-    let (status, printed, stderr) = run_script(python, SENDER_SCRIPT, &[&receiver.host()]);
-    assert!(
-        status.success(),
-        "{ctx}: py_sender.py failed ({status}): {stderr}"
-    );
-    let expected = [
-        ("INFO", "hello from python %s"), // Python sends msg unformatted
-        ("WARNING", "warning over GET"),
-        ("ERROR", "division failed"),
-    ];
-    assert_eq!(
-        printed.len(),
-        expected.len(),
-        "{ctx}: py_sender.py printed {printed:?}"
-    );
-    for (printed, (level, msg)) in printed.iter().zip(expected) {
-        let &[created, msecs, lineno] = &printed.split(' ').collect::<Vec<_>>()[..] else {
-            panic!("{ctx}: py_sender.py printed {printed:?}, not CREATED MSECS LINENO");
-        };
-        let asctime = asctime(created, msecs);
-        let rest = after_asctime(level, "interop.py_sender", lineno, msg);
+    for sent in run_py_sender(python, &receiver.host(), &ctx) {
+        let asctime = asctime(&sent.created, &sent.msecs);
+        let rest = after_asctime(sent.level, SENDER_LOGGER, &sent.lineno, sent.msg);
         assert_eq!(receiver.line(), format!("{asctime}{rest}"), "{ctx}");
     }
     // Python's exc_info is a repr, with exc_text None: shown where the traceback would be.
@@ -1108,92 +844,12 @@ fn check_example_with_python_sender(receiver: &PyServer, python: &OsStr) {
 
 /// Checks that a running `examples/receiver.py` still serves: a record POSTed on a new
 /// connection is answered 200 and printed.
-fn check_example_serves(receiver: &PyServer, after: &str) {
+fn check_example_serves(receiver: &Server, after: &str) {
     let msg = format!("still serving after {after}");
-    let mut conn = Conn::open(receiver.port);
-    let (status, body) = conn.request("POST", "/log", raw_record(&msg).as_bytes());
+    let mut conn = receiver.connect();
+    let Response { status, body, .. } = conn.request("POST", "/log", raw_record(&msg).as_bytes());
     assert_eq!((status, body.as_str()), (200, ""), "{}", receiver.name);
     assert_eq!(receiver.line(), raw_line(&msg), "{}", receiver.name);
-}
-
-/// A bare HTTP/1.1 connection, to send what a logger never would. Every read and write is
-/// bounded by [`WAIT`].
-struct Conn {
-    stream: TcpStream,
-    reader: BufReader<TcpStream>,
-}
-
-impl Conn {
-    fn open(port: u16) -> Conn {
-        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to the receiver");
-        stream.set_read_timeout(Some(WAIT)).expect("a read timeout");
-        stream
-            .set_write_timeout(Some(WAIT))
-            .expect("a write timeout");
-        let reader = BufReader::new(stream.try_clone().expect("clone the stream"));
-        Conn { stream, reader }
-    }
-
-    fn send(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).expect("send to the receiver");
-    }
-
-    /// Sends one request, with a form body and its `Content-Length` unless `body` is empty,
-    /// and reads the response.
-    fn request(&mut self, method: &str, target: &str, body: &[u8]) -> (u16, String) {
-        let mut bytes = format!("{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n");
-        if !body.is_empty() {
-            bytes.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
-            bytes.push_str(&format!("Content-Length: {}\r\n", body.len()));
-        }
-        bytes.push_str("\r\n");
-        let mut bytes = bytes.into_bytes();
-        bytes.extend_from_slice(body);
-        self.send(&bytes);
-        self.response()
-    }
-
-    /// Reads one response: its status and body.
-    ///
-    /// # Panics
-    ///
-    /// If it is not HTTP/1.1, or has no `Content-Length`.
-    fn response(&mut self) -> (u16, String) {
-        let mut line = String::new();
-        self.reader.read_line(&mut line).expect("a status line");
-        let status = line
-            .strip_prefix("HTTP/1.1 ")
-            .and_then(|rest| rest.get(..3)?.parse().ok())
-            .unwrap_or_else(|| panic!("bad status line {line:?}"));
-        let mut length = None;
-        loop {
-            let mut line = String::new();
-            self.reader.read_line(&mut line).expect("a header line");
-            let line = line.trim_end();
-            if line.is_empty() {
-                break;
-            }
-            if let Some((name, value)) = line.split_once(':') {
-                if name.eq_ignore_ascii_case("content-length") {
-                    length = value.trim().parse::<usize>().ok();
-                }
-            }
-        }
-        let length = length.unwrap_or_else(|| panic!("no Content-Length in the {status} answer"));
-        let mut body = vec![0; length];
-        self.reader.read_exact(&mut body).expect("the body");
-        (status, String::from_utf8_lossy(&body).into_owned())
-    }
-
-    /// Checks that the receiver closed the connection.
-    fn assert_closed(&mut self) {
-        let mut rest = Vec::new();
-        match self.reader.read_to_end(&mut rest) {
-            Ok(_) => assert!(rest.is_empty(), "bytes after the answer: {rest:?}"),
-            Err(err) if err.kind() == std::io::ErrorKind::ConnectionReset => {}
-            Err(err) => panic!("the receiver did not close the connection: {err}"),
-        }
-    }
 }
 
 #[test]
@@ -1240,8 +896,8 @@ fn example_receiver_puts_hostname_and_key_values_in_reach_of_a_format_string() {
         .extend_pairs([("user", "bob"), ("kv_name", "k"), ("exc_info", repr)])
         .finish();
     let body = format!("{}&{extra}", raw_record("from elsewhere"));
-    let mut conn = Conn::open(receiver.port);
-    assert_eq!(conn.request("POST", "/log", body.as_bytes()).0, 200);
+    let mut conn = receiver.connect();
+    assert_eq!(conn.request("POST", "/log", body.as_bytes()).status, 200);
     assert_eq!(receiver.line(), "127.0.0.1|raw|bob|k|None|from elsewhere");
     assert_eq!(receiver.line(), repr);
 }
@@ -1252,7 +908,7 @@ fn example_receiver_rejects_what_is_not_a_record_and_keeps_serving() {
     let fields = "name=raw&msg=m&levelname=INFO";
 
     // One kept-alive connection: each refusal is a 400 that says why, and one stderr line.
-    let mut conn = Conn::open(receiver.port);
+    let mut conn = receiver.connect();
     let refused = [
         (
             "abc=def".to_owned(),
@@ -1276,7 +932,11 @@ fn example_receiver_rejects_what_is_not_a_record_and_keeps_serving() {
         ),
     ];
     for (body, why) in &refused {
-        let (status, answer) = conn.request("POST", "/log", body.as_bytes());
+        let Response {
+            status,
+            body: answer,
+            ..
+        } = conn.request("POST", "/log", body.as_bytes());
         assert_eq!(status, 400, "{body}: {answer:?}");
         assert!(answer.starts_with(why), "{body}: {answer:?}");
         let line = receiver.stderr_line();
@@ -1285,7 +945,11 @@ fn example_receiver_rejects_what_is_not_a_record_and_keeps_serving() {
             "{body}: {line:?}"
         );
     }
-    let (status, answer) = conn.request("GET", "/favicon.ico", b"");
+    let Response {
+        status,
+        body: answer,
+        ..
+    } = conn.request("GET", "/favicon.ico", b"");
     assert_eq!(status, 400, "{answer:?}");
     let line = receiver.stderr_line();
     assert_eq!(
@@ -1294,19 +958,27 @@ fn example_receiver_rejects_what_is_not_a_record_and_keeps_serving() {
     );
 
     // The same connection goes on serving records, over POST and GET.
-    let (status, answer) = conn.request("POST", "/log", raw_record("kept alive").as_bytes());
+    let Response {
+        status,
+        body: answer,
+        ..
+    } = conn.request("POST", "/log", raw_record("kept alive").as_bytes());
     assert_eq!((status, answer.as_str()), (200, ""));
     assert_eq!(receiver.line(), raw_line("kept alive"));
     let target = format!("/log?{}", raw_record("over GET"));
-    let (status, answer) = conn.request("GET", &target, b"");
+    let Response {
+        status,
+        body: answer,
+        ..
+    } = conn.request("GET", &target, b"");
     assert_eq!((status, answer.as_str()), (200, ""));
     assert_eq!(receiver.line(), raw_line("over GET"));
 
     // A POST without Content-Length: 411, and the connection ends (its body cannot be skipped).
-    let mut conn = Conn::open(receiver.port);
+    let mut conn = receiver.connect();
     conn.send(b"POST /log HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
-    assert_eq!(conn.response().0, 411);
-    conn.assert_closed();
+    assert_eq!(conn.response().status, 411);
+    conn.assert_closed_by_peer();
     let line = receiver.stderr_line();
     assert!(
         line.starts_with("receiver.py: POST /log: a POST needs a Content-Length"),
@@ -1314,8 +986,8 @@ fn example_receiver_rejects_what_is_not_a_record_and_keeps_serving() {
     );
 
     // A method it does not serve: http.server's own 501, and its own line on stderr.
-    let mut conn = Conn::open(receiver.port);
-    assert_eq!(conn.request("PUT", "/log", b"").0, 501);
+    let mut conn = receiver.connect();
+    assert_eq!(conn.request("PUT", "/log", b"").status, 501);
     let line = receiver.stderr_line();
     assert!(line.contains("Unsupported method ('PUT')"), "{line:?}");
 

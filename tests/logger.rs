@@ -8,35 +8,9 @@ use std::time::Duration;
 
 use http_logger::{HttpLogger, Method};
 use log::Log as _;
-use support::Server;
+use support::{STANDARD, Server, get, keys};
 
 const WAIT: Duration = Duration::from_secs(10);
-
-/// The standard keys, in wire order.
-const STANDARD: [&str; 22] = [
-    "name",
-    "msg",
-    "args",
-    "levelname",
-    "levelno",
-    "pathname",
-    "filename",
-    "module",
-    "exc_info",
-    "exc_text",
-    "stack_info",
-    "lineno",
-    "funcName",
-    "created",
-    "msecs",
-    "relativeCreated",
-    "thread",
-    "threadName",
-    "processName",
-    "process",
-    "taskName",
-    "hostname",
-];
 
 fn logger(server: &Server, url: &str, method: Method) -> HttpLogger {
     log::set_max_level(log::LevelFilter::Trace);
@@ -53,18 +27,6 @@ fn flushed(logger: &HttpLogger) {
         "flush timed out: {:?}",
         logger.stats()
     );
-}
-
-fn keys(fields: &[(String, String)]) -> Vec<&str> {
-    fields.iter().map(|(k, _)| k.as_str()).collect()
-}
-
-fn get<'a>(fields: &'a [(String, String)], key: &str) -> &'a str {
-    fields
-        .iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
-        .unwrap_or_else(|| panic!("no field {key:?} in {fields:?}"))
 }
 
 #[test]

@@ -11,22 +11,18 @@
 //! that pyenv installed (`$PYENV_ROOT`, else `~/.pyenv`): the versions that ran and those
 //! absent are named on stderr; finding none fails.
 
+mod child;
 mod python;
 
 use std::ffi::OsStr;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::Shutdown;
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{self, RecvTimeoutError};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::process::{Command, ExitStatus, Stdio};
 
+use child::{Finished, LISTENING, Server, WAIT, request_bytes, run_to_end, shown};
 use chrono::{Local, TimeZone};
-use python::{for_every_pyenv_python, python};
-
-/// The longest any single wait may take before the test fails.
-const WAIT: Duration = Duration::from_secs(10);
+use python::{SENDER_LOGGER, for_every_pyenv_python, python, run_py_sender};
 
 /// The body of a real request from Python 3.13's HTTPHandler
 /// (shared/reference/python-httphandler/3.13.0/001_POST.raw).
@@ -77,104 +73,39 @@ fn receiver_binary() -> PathBuf {
     binary
 }
 
-/// Kills and reaps the child when dropped, whatever happened in the test.
-struct Guard(Child);
+/// What the example binary needs, for the messages when it cannot start or listen.
+const NEEDS: &str = "`cargo build --examples` builds it, and it needs its port on 127.0.0.1";
 
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+/// A running receiver: a [`Server`], with what these tests do with it.
+struct Receiver {
+    server: Server,
+}
+
+impl Deref for Receiver {
+    type Target = Server;
+
+    fn deref(&self) -> &Server {
+        &self.server
     }
 }
 
-/// Sends the lines of `pipe` (without their line ends) into a channel; the
-/// channel disconnects at end of file.
-fn lines_of(pipe: impl Read + Send + 'static) -> mpsc::Receiver<String> {
-    let (sender, receiver) = mpsc::channel();
-    thread::spawn(move || {
-        let mut reader = BufReader::new(pipe);
-        let mut line = Vec::new();
-        loop {
-            line.clear();
-            match reader.read_until(b'\n', &mut line) {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-            if line.ends_with(b"\n") {
-                line.pop();
-            }
-            if sender
-                .send(String::from_utf8_lossy(&line).into_owned())
-                .is_err()
-            {
-                return;
-            }
-        }
-    });
-    receiver
-}
-
-/// A running receiver.
-struct Receiver {
-    child: Guard,
-    port: u16,
-    stdout: mpsc::Receiver<String>,
-    stderr: mpsc::Receiver<String>,
-}
-
 impl Receiver {
-    /// Starts the receiver with `args`, adding `--port 0` unless a port is given.
+    /// Starts the receiver with `args`, adding `--port 0` unless a port is given, and waits
+    /// (at most [`WAIT`]) for its `listening on` line, which must be its first on stderr.
     fn start(args: &[&str]) -> Receiver {
         let mut command = Command::new(receiver_binary());
         if !args.contains(&"--port") {
             command.args(["--port", "0"]);
         }
-        command
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = command.spawn().expect("start the receiver");
-        let stdout = lines_of(child.stdout.take().expect("stdout is piped"));
-        let stderr = lines_of(child.stderr.take().expect("stderr is piped"));
-        let mut receiver = Receiver {
-            child: Guard(child),
-            port: 0,
-            stdout,
-            stderr,
-        };
-        let line = next_line(&receiver.stderr, "the receiver's `listening on` line");
-        receiver.port = line
-            .strip_prefix("listening on http://127.0.0.1:")
-            .and_then(|port| port.parse().ok())
-            .unwrap_or_else(|| panic!("unexpected first line on stderr: {line:?}"));
-        receiver
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.0.id()
-    }
-
-    fn connect(&self) -> Client {
-        Client::connect(self.port)
-    }
-
-    /// The next line on stdout.
-    fn line(&self) -> String {
-        next_line(&self.stdout, "a line on the receiver's stdout")
-    }
-
-    /// Skips stderr lines until one contains `needle`, and returns it.
-    fn stderr_containing(&self, needle: &str) -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.stderr.recv_timeout(left) {
-                Ok(line) if line.contains(needle) => return line,
-                Ok(_) => {}
-                Err(err) => panic!("no stderr line containing {needle:?}: {err:?}"),
-            }
-        }
+        command.args(args).stdin(Stdio::null());
+        let server = Server::start(shown(&command), command, WAIT, NEEDS);
+        let stderr = server.stderr.text();
+        let line = stderr.lines().next().unwrap_or_default();
+        assert!(
+            line.starts_with(LISTENING),
+            "unexpected first line on stderr: {line:?}"
+        );
+        Receiver { server }
     }
 
     /// POSTs `body` to `path` on a new connection and checks the 200.
@@ -192,161 +123,13 @@ impl Receiver {
     }
 }
 
-/// The next line from a channel, or a failed test.
-fn next_line(lines: &mpsc::Receiver<String>, what: &str) -> String {
-    match lines.recv_timeout(WAIT) {
-        Ok(line) => line,
-        Err(RecvTimeoutError::Timeout) => panic!("no {what} within {WAIT:?}"),
-        Err(RecvTimeoutError::Disconnected) => panic!("no {what}: the stream ended"),
-    }
-}
-
-/// Runs the receiver until it exits by itself (or fails the test after `WAIT`).
+/// Runs the receiver until it exits by itself (or fails the test after `WAIT`): its status
+/// and its stderr lines.
 fn run_to_exit(args: &[&str]) -> (ExitStatus, Vec<String>) {
-    let mut child = Command::new(receiver_binary())
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the receiver");
-    let stderr = lines_of(child.stderr.take().expect("stderr is piped"));
-    let mut child = Guard(child);
-    let lines = all_lines(&stderr, "the receiver to exit");
-    let status = child.0.wait().expect("wait for the receiver");
-    (status, lines)
-}
-
-/// All lines until the channel disconnects (the writer closed its end).
-fn all_lines(lines: &mpsc::Receiver<String>, what: &str) -> Vec<String> {
-    let deadline = Instant::now() + WAIT;
-    let mut all = Vec::new();
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match lines.recv_timeout(left) {
-            Ok(line) => all.push(line),
-            Err(RecvTimeoutError::Disconnected) => return all,
-            Err(RecvTimeoutError::Timeout) => panic!("waited {WAIT:?} for {what}; output: {all:?}"),
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------
-// A minimal HTTP/1.1 client
-
-struct Client {
-    stream: TcpStream,
-    reader: BufReader<TcpStream>,
-}
-
-#[derive(Debug)]
-struct Response {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Response {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(key, _)| key.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value.as_str())
-    }
-}
-
-impl Client {
-    fn connect(port: u16) -> Client {
-        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to the receiver");
-        stream
-            .set_read_timeout(Some(WAIT))
-            .expect("set a read timeout");
-        stream
-            .set_write_timeout(Some(WAIT))
-            .expect("set a write timeout");
-        let reader = BufReader::new(stream.try_clone().expect("clone the stream"));
-        Client { stream, reader }
-    }
-
-    fn send(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).expect("send to the receiver");
-    }
-
-    /// Sends one request (with `Content-Length` when there is a body) and
-    /// reads its response.
-    fn request(&mut self, method: &str, target: &str, body: &[u8]) -> Response {
-        self.send(&request_bytes(method, target, &[], body));
-        self.response()
-    }
-
-    fn response(&mut self) -> Response {
-        let mut status_line = String::new();
-        self.reader
-            .read_line(&mut status_line)
-            .expect("read a status line");
-        let status = status_line
-            .strip_prefix("HTTP/1.1 ")
-            .and_then(|rest| rest.get(..3))
-            .and_then(|code| code.parse().ok())
-            .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
-        let mut headers = Vec::new();
-        loop {
-            let mut line = String::new();
-            self.reader.read_line(&mut line).expect("read a header");
-            let line = line.trim_end();
-            if line.is_empty() {
-                break;
-            }
-            let (name, value) = line
-                .split_once(':')
-                .unwrap_or_else(|| panic!("bad header line {line:?}"));
-            headers.push((name.to_string(), value.trim().to_string()));
-        }
-        let mut response = Response {
-            status,
-            headers,
-            body: String::new(),
-        };
-        if (100..200).contains(&status) {
-            return response; // interim responses have no body
-        }
-        let length: usize = response
-            .header("content-length")
-            .expect("responses have a Content-Length")
-            .parse()
-            .expect("a numeric Content-Length");
-        let mut body = vec![0; length];
-        self.reader.read_exact(&mut body).expect("read the body");
-        response.body = String::from_utf8(body).expect("a UTF-8 body");
-        response
-    }
-
-    /// Reads until the receiver closes the connection (bounded by the timeout).
-    fn assert_closed_by_peer(&mut self) {
-        let mut rest = Vec::new();
-        match self.reader.read_to_end(&mut rest) {
-            Ok(_) => assert!(rest.is_empty(), "unexpected bytes {rest:?}"),
-            // A reset also means closed.
-            Err(err) if err.kind() == std::io::ErrorKind::ConnectionReset => {}
-            Err(err) => panic!("the receiver did not close the connection: {err}"),
-        }
-    }
-}
-
-fn request_bytes(method: &str, target: &str, headers: &[&str], body: &[u8]) -> Vec<u8> {
-    let mut bytes = format!("{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n");
-    for header in headers {
-        bytes.push_str(header);
-        bytes.push_str("\r\n");
-    }
-    if !body.is_empty() {
-        bytes.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
-        bytes.push_str(&format!("Content-Length: {}\r\n", body.len()));
-    }
-    bytes.push_str("\r\n");
-    let mut bytes = bytes.into_bytes();
-    bytes.extend_from_slice(body);
-    bytes
+    let mut command = Command::new(receiver_binary());
+    command.args(args);
+    let Finished { status, stderr, .. } = run_to_end(command, NEEDS);
+    (status, stderr)
 }
 
 // ---------------------------------------------------------------------------
@@ -874,49 +657,10 @@ fn bad_options_exit_with_code_2() {
 fn check_python_sender(python: &OsStr) {
     let shown = python.to_string_lossy();
     let receiver = Receiver::start(&[]);
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/py_sender.py");
-    let child = Command::new(python)
-        .arg(&script)
-        .arg(format!("127.0.0.1:{}", receiver.port))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn();
-    let mut child = match child {
-        Ok(child) => Guard(child),
-        Err(err) => panic!(
-            "cannot run {shown:?} ({err}): this test needs Python 3; install it or set \
-             HTTP_LOGGER_PYTHON to its path"
-        ),
-    };
-    let stdout = lines_of(child.0.stdout.take().expect("stdout is piped"));
-    let stderr = lines_of(child.0.stderr.take().expect("stderr is piped"));
-    let printed = all_lines(&stdout, "py_sender.py to finish");
-    let errors = all_lines(&stderr, "py_sender.py to finish");
-    let status = child.0.wait().expect("wait for py_sender.py");
-    assert!(
-        status.success(),
-        "{shown} {} failed ({status}): {}",
-        script.display(),
-        errors.join("\n")
-    );
-
-    let expected = [
-        ("INFO", "hello from python %s"),
-        ("WARNING", "warning over GET"),
-        ("ERROR", "division failed"),
-    ];
-    assert_eq!(
-        printed.len(),
-        expected.len(),
-        "{shown}: py_sender.py printed {printed:?}"
-    );
-    for (printed, (level, msg)) in printed.iter().zip(expected) {
-        // "CREATED MSECS LINENO"
-        let created = printed.split(' ').next().unwrap_or_default();
+    for sent in run_py_sender(python, &receiver.host(), &shown) {
         assert_eq!(
             receiver.line(),
-            pretty(created, "interop.py_sender", level, msg),
+            pretty(&sent.created, SENDER_LOGGER, sent.level, sent.msg),
             "{shown}"
         );
     }

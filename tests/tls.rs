@@ -23,36 +23,10 @@ use rcgen::{
     ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose,
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use support::Server;
+use support::{STANDARD, Server, get, keys};
 
 /// The longest any one wait may take (a request to arrive, a flush, Python to start).
 const WAIT: Duration = Duration::from_secs(10);
-
-/// The standard keys, in wire order.
-const STANDARD: [&str; 22] = [
-    "name",
-    "msg",
-    "args",
-    "levelname",
-    "levelno",
-    "pathname",
-    "filename",
-    "module",
-    "exc_info",
-    "exc_text",
-    "stack_info",
-    "lineno",
-    "funcName",
-    "created",
-    "msecs",
-    "relativeCreated",
-    "thread",
-    "threadName",
-    "processName",
-    "process",
-    "taskName",
-    "hostname",
-];
 
 // ---------------------------------------------------------------------------------------------
 // A throwaway PKI.
@@ -206,18 +180,6 @@ fn tls_errors(server: &Server, n: usize) -> Vec<String> {
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-}
-
-fn keys(fields: &[(String, String)]) -> Vec<&str> {
-    fields.iter().map(|(k, _)| k.as_str()).collect()
-}
-
-fn get<'a>(fields: &'a [(String, String)], key: &str) -> &'a str {
-    fields
-        .iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
-        .unwrap_or_else(|| panic!("no field {key:?} in {fields:?}"))
 }
 
 /// Logs `n` records, flushes (bounded), and checks that every one failed at once: rejected,

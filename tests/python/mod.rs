@@ -1,10 +1,28 @@
 //! Which Python interpreters the interop tests run: the one named by `HTTP_LOGGER_PYTHON`
-//! (else `python3` on `PATH`), and every CPython 3.8 to 3.13 that pyenv installed.
+//! (else `python3` on `PATH`), and every CPython 3.8 to 3.13 that pyenv installed; and
+//! Python's own `HTTPHandler` sending to a receiver (`tests/interop/py_sender.py`).
+//!
+//! A test crate that has this module also has `mod child;` (`tests/child/mod.rs`).
 #![allow(dead_code)]
 
 use std::ffi::{OsStr, OsString};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::child::{Finished, run_to_end};
+
+/// What the tests that run Python need: the end of the message when it cannot start.
+pub const NEEDS: &str = "these tests need Python 3.8 or newer; install Python 3 so that \
+                         `python3` is on PATH, or set HTTP_LOGGER_PYTHON to the interpreter's \
+                         path";
+
+/// `tests/interop/py_sender.py`: Python's own `HTTPHandler` sends three records to
+/// `HOST:PORT`.
+pub const SENDER_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/py_sender.py");
+
+/// The name of the logger `py_sender.py` logs with.
+pub const SENDER_LOGGER: &str = "interop.py_sender";
 
 /// The interpreter to use: `HTTP_LOGGER_PYTHON`, else `python3` on `PATH`.
 pub fn python() -> OsString {
@@ -104,4 +122,67 @@ pub fn for_every_pyenv_python(what: &str, check: impl Fn(&OsStr) + Sync) {
         .map(|(version, _)| version.as_str())
         .collect();
     say(&format!("{what} under {}", passed.join(", ")));
+}
+
+/// One record `py_sender.py` sent: what it logged, and what it printed about it.
+pub struct SenderRecord {
+    /// `levelname`.
+    pub level: &'static str,
+    /// `msg`, as Python sends it: unformatted.
+    pub msg: &'static str,
+    /// `repr(record.created)`, as printed.
+    pub created: String,
+    /// `repr(record.msecs)`, as printed.
+    pub msecs: String,
+    /// `record.lineno`, as printed.
+    pub lineno: String,
+}
+
+/// Runs `py_sender.py` under `python` to its end against the receiver at `host`
+/// (`HOST:PORT`): Python's own `HTTPHandler` sends a POST, a GET and an exception. Returns
+/// the records sent, in order.
+///
+/// # Panics
+///
+/// If it cannot be started, fails, goes on for longer than `child::WAIT`, or does not print
+/// one `CREATED MSECS LINENO` line per record; the messages start with `ctx`.
+pub fn run_py_sender(python: &OsStr, host: &str, ctx: &str) -> Vec<SenderRecord> {
+    let mut command = Command::new(python);
+    command.arg(SENDER_SCRIPT).arg(host);
+    let Finished {
+        status,
+        stdout: printed,
+        stderr,
+    } = run_to_end(command, NEEDS);
+    assert!(
+        status.success(),
+        "{ctx}: py_sender.py failed ({status}): {}",
+        stderr.join("\n")
+    );
+    let expected = [
+        ("INFO", "hello from python %s"), // Python sends msg unformatted
+        ("WARNING", "warning over GET"),
+        ("ERROR", "division failed"),
+    ];
+    assert_eq!(
+        printed.len(),
+        expected.len(),
+        "{ctx}: py_sender.py printed {printed:?}"
+    );
+    printed
+        .iter()
+        .zip(expected)
+        .map(|(printed, (level, msg))| {
+            let &[created, msecs, lineno] = &printed.split(' ').collect::<Vec<_>>()[..] else {
+                panic!("{ctx}: py_sender.py printed {printed:?}, not CREATED MSECS LINENO");
+            };
+            SenderRecord {
+                level,
+                msg,
+                created: created.to_owned(),
+                msecs: msecs.to_owned(),
+                lineno: lineno.to_owned(),
+            }
+        })
+        .collect()
 }

@@ -16,6 +16,52 @@
 //! reads the alert instead of a reset), and the reason is kept for `tls_errors()`.
 #![allow(dead_code)]
 
+/// The standard fields of the wire contract (`WIRE.md`), in the order they are sent: the 21
+/// keys of a Python 3.12+ `LogRecord`, then `hostname`. Written out here, apart from the
+/// library's own list, so the tests check the library against the contract.
+pub const STANDARD: [&str; 22] = [
+    "name",
+    "msg",
+    "args",
+    "levelname",
+    "levelno",
+    "pathname",
+    "filename",
+    "module",
+    "exc_info",
+    "exc_text",
+    "stack_info",
+    "lineno",
+    "funcName",
+    "created",
+    "msecs",
+    "relativeCreated",
+    "thread",
+    "threadName",
+    "processName",
+    "process",
+    "taskName",
+    "hostname",
+];
+
+/// The keys of decoded fields, in order.
+pub fn keys(fields: &[(String, String)]) -> Vec<&str> {
+    fields.iter().map(|(k, _)| k.as_str()).collect()
+}
+
+/// The first value of `key` among decoded fields.
+///
+/// # Panics
+///
+/// When there is no such field.
+pub fn get<'a>(fields: &'a [(String, String)], key: &str) -> &'a str {
+    fields
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_else(|| panic!("no field {key:?} in {fields:?}"))
+}
+
 use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
