@@ -280,6 +280,17 @@ pub(crate) fn write_py_float(out: &mut impl Write, x: f64) -> fmt::Result {
     if x == 0.0 {
         return out.write_str(if x.is_sign_negative() { "-0.0" } else { "0.0" });
     }
+    if (1e-4..1e16).contains(&x.abs()) {
+        // Where Python writes no exponent, Rust's `Display` writes the same shortest digits;
+        // only a whole number lacks Python's `.0`.
+        let mut fixed = Small::new();
+        write!(fixed, "{x}")?;
+        out.write_str(fixed.as_str())?;
+        if !fixed.as_str().contains('.') {
+            out.write_str(".0")?;
+        }
+        return Ok(());
+    }
     let mut sci = Small::new();
     write!(sci, "{:e}", x.abs())?;
     let sci = sci.as_str();
@@ -397,6 +408,10 @@ mod tests {
             (f64::INFINITY, "inf"),
             (f64::NEG_INFINITY, "-inf"),
             (f64::NAN, "nan"),
+            (9999999999999998.0, "9999999999999998.0"),
+            (0.00010000000000000002, "0.00010000000000000002"),
+            (-1795459310.0, "-1795459310.0"),
+            (123.456e10, "1234560000000.0"),
         ];
         for &(x, want) in cases {
             assert_eq!(py(x), want, "{x:e}");

@@ -1,8 +1,14 @@
 //! One HTTP request per record over ureq's kept-alive connections, and what its outcome means.
 
-use std::time::Duration;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use ureq::http::{HeaderName, HeaderValue};
+// ureq's `unversioned` API (not under semver: Cargo.toml pins ureq to 3.5.x) is the only way to
+// give it a resolver.
+use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
+use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 
 use crate::Method;
 use crate::endpoint::Endpoint;
@@ -10,6 +16,50 @@ use crate::fields::{FieldSource, encode_form, encode_json};
 
 /// The most of a response body read (and thrown away) so the connection can be reused.
 const MAX_RESPONSE_BODY: u64 = 64 * 1024;
+
+/// ureq resolves the host before every request, kept-alive connection or not, and with a
+/// timeout set it starts a thread for each lookup. An IP address needs no lookup; a name is
+/// looked up again at most once per [`RESOLVE_TTL`], so a receiver that moves is found again.
+#[derive(Debug, Default)]
+struct CachingResolver {
+    inner: DefaultResolver,
+    cache: Mutex<Option<(Instant, ResolvedSocketAddrs)>>,
+}
+
+/// How long a looked-up address is reused.
+const RESOLVE_TTL: Duration = Duration::from_secs(5);
+
+impl Resolver for CachingResolver {
+    fn resolve(
+        &self,
+        uri: &ureq::http::Uri,
+        config: &ureq::config::Config,
+        timeout: NextTimeout,
+    ) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        if let Some(authority) = uri.authority() {
+            let host = authority
+                .host()
+                .trim_start_matches('[')
+                .trim_end_matches(']');
+            if let Ok(ip) = host.parse::<IpAddr>() {
+                let https = uri.scheme_str() == Some("https");
+                let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
+                let mut addrs = self.empty();
+                addrs.push(SocketAddr::new(ip, port));
+                return Ok(addrs);
+            }
+        }
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((at, addrs)) = &*cache {
+            if at.elapsed() < RESOLVE_TTL {
+                return Ok(addrs.clone());
+            }
+        }
+        let addrs = self.inner.resolve(uri, config, timeout)?;
+        *cache = Some((Instant::now(), addrs.clone()));
+        Ok(addrs)
+    }
+}
 
 /// What became of one attempt.
 #[derive(Debug, PartialEq, Eq)]
@@ -65,8 +115,9 @@ impl Transport {
             .max_idle_connections_per_host(1)
             .proxy(None)
             .user_agent(concat!("http-logger/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .new_agent();
+            .build();
+        let agent =
+            ureq::Agent::with_parts(agent, DefaultConnector::new(), CachingResolver::default());
         Transport {
             agent,
             config,

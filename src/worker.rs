@@ -3,10 +3,10 @@
 //! flush and shutdown.
 
 use std::cell::Cell;
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hasher};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -63,24 +63,54 @@ impl RetryPolicy {
 /// Which records are finished. Every record gets a sequence number when it is logged; flush
 /// waits for all numbers below the one it saw. Records finish out of order when several
 /// connections deliver at once, or when the queue was full.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Watermark {
     /// Every record numbered below this is finished.
     below: u64,
-    /// Finished records numbered above `below`.
-    above: BTreeSet<u64>,
+    /// Finished records numbered above `below`, as merged ranges `start..end`: while the
+    /// oldest record is held up, the records dropped meanwhile make one range, not a set that
+    /// grows with each.
+    above: BTreeMap<u64, u64>,
+    /// The lowest target a flush waits for (`u64::MAX` when none does): `finish` wakes the
+    /// flushes only when `below` reaches it.
+    wake_at: u64,
+}
+
+impl Default for Watermark {
+    fn default() -> Watermark {
+        Watermark {
+            below: 0,
+            above: BTreeMap::new(),
+            wake_at: u64::MAX,
+        }
+    }
 }
 
 impl Watermark {
-    fn finish(&mut self, seq: u64) {
-        if seq != self.below {
-            self.above.insert(seq);
-            return;
-        }
-        self.below += 1;
-        while self.above.remove(&self.below) {
+    /// Marks record `seq` finished. Returns whether a flush should wake.
+    fn finish(&mut self, seq: u64) -> bool {
+        if seq == self.below {
             self.below += 1;
+            if let Some(end) = self.above.remove(&self.below) {
+                self.below = end;
+            }
+        } else if seq > self.below {
+            let (mut start, mut end) = (seq, seq + 1);
+            if let Some((&s, &e)) = self.above.range(..seq).next_back() {
+                if e == seq {
+                    start = s;
+                }
+            }
+            if let Some(e) = self.above.remove(&end) {
+                end = e;
+            }
+            self.above.insert(start, end);
         }
+        if self.below >= self.wake_at {
+            self.wake_at = u64::MAX;
+            return true;
+        }
+        false
     }
 }
 
@@ -104,7 +134,6 @@ pub(crate) struct Shared {
     next_seq: AtomicU64,
     /// Set when the logger shuts down and its timeout has passed: give up what is left.
     abandon: AtomicBool,
-    waiters: AtomicUsize,
     /// Why the last record given up was given up.
     last_error: Mutex<Option<String>>,
     losses: Mutex<LossReport>,
@@ -131,34 +160,28 @@ impl Shared {
     /// or `deadline` passes. Returns whether everything was.
     pub(crate) fn flush(&self, deadline: Instant) -> bool {
         let target = self.next_seq.load(Ordering::SeqCst);
-        self.waiters.fetch_add(1, Ordering::SeqCst);
         let mut done = self.lock_done();
-        let finished = loop {
+        loop {
             if done.below >= target {
-                break true;
+                return true;
             }
             let now = Instant::now();
             if now >= deadline {
-                break false;
+                return false;
             }
+            done.wake_at = done.wake_at.min(target);
             done = self
                 .progress
                 .wait_timeout(done, deadline - now)
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
-        };
-        drop(done);
-        self.waiters.fetch_sub(1, Ordering::SeqCst);
-        finished
+        }
     }
 
     /// Counts record `seq` in `outcome` and marks it finished.
     pub(crate) fn finish(&self, seq: u64, outcome: &AtomicU64) {
         Counters::add(outcome);
-        let mut done = self.lock_done();
-        done.finish(seq);
-        // A waiter registers before it takes the lock, so it is seen here or sees our mark.
-        if self.waiters.load(Ordering::SeqCst) > 0 {
+        if self.lock_done().finish(seq) {
             self.progress.notify_all();
         }
     }
@@ -177,25 +200,21 @@ impl Shared {
     /// Sleeps for `wait`, unless the logger is abandoned first. Returns false if it was.
     fn sleep(&self, wait: Duration) -> bool {
         let deadline = deadline_after(wait);
-        self.waiters.fetch_add(1, Ordering::SeqCst);
         let mut done = self.lock_done();
-        let slept = loop {
+        loop {
             if self.abandoned() {
-                break false;
+                return false;
             }
             let now = Instant::now();
             if now >= deadline {
-                break true;
+                return true;
             }
             done = self
                 .progress
                 .wait_timeout(done, deadline - now)
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
-        };
-        drop(done);
-        self.waiters.fetch_sub(1, Ordering::SeqCst);
-        slept
+        }
     }
 
     pub(crate) fn last_error(&self) -> Option<String> {
@@ -420,6 +439,38 @@ mod tests {
         w.finish(2);
         assert_eq!(w.below, 4);
         assert!(w.above.is_empty());
+    }
+
+    #[test]
+    fn records_finished_while_the_oldest_is_held_up_take_constant_memory() {
+        let mut w = Watermark::default();
+        for seq in 1..100_000 {
+            w.finish(seq);
+        }
+        assert_eq!(w.above.len(), 1, "one merged range");
+        // Out of order around a gap, still merged.
+        for seq in [100_002, 100_004, 100_003, 100_001] {
+            w.finish(seq);
+        }
+        assert_eq!(w.above.len(), 2, "{:?}", w.above);
+        w.finish(100_000);
+        assert_eq!(w.above.len(), 1, "{:?}", w.above);
+        w.finish(0);
+        assert_eq!(w.below, 100_005);
+        assert!(w.above.is_empty());
+    }
+
+    #[test]
+    fn finish_wakes_a_flush_only_when_its_target_is_reached() {
+        let mut w = Watermark {
+            wake_at: 2,
+            ..Watermark::default()
+        };
+        assert!(!w.finish(0));
+        assert!(!w.finish(5));
+        assert!(w.finish(1), "below reached 2");
+        assert_eq!(w.wake_at, u64::MAX);
+        assert!(!w.finish(2), "no flush waits any more");
     }
 
     #[test]
