@@ -96,6 +96,7 @@ mod builder;
 mod endpoint;
 mod error;
 mod fields;
+mod http1;
 #[cfg(feature = "log4rs")]
 mod log4rs;
 mod logger;

@@ -1,4 +1,5 @@
-//! One HTTP request per record over ureq's kept-alive connections, and what its outcome means.
+//! One HTTP request per record over a kept-alive connection, and what its outcome means: plain
+//! `http://` through our own HTTP/1.1 client ([`crate::http1`]), `https://` through ureq.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
@@ -13,6 +14,7 @@ use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 use crate::Method;
 use crate::endpoint::Endpoint;
 use crate::fields::{FieldSource, encode_form, encode_json};
+use crate::http1::Http1;
 
 /// The most of a response body read (and thrown away) so the connection can be reused.
 const MAX_RESPONSE_BODY: u64 = 64 * 1024;
@@ -92,7 +94,7 @@ pub(crate) struct TransportConfig {
 
 /// Sends records; owns the request buffer, reused from one record to the next.
 pub(crate) struct Transport {
-    agent: ureq::Agent,
+    client: Client,
     config: TransportConfig,
     /// The POST form body, or the whole GET url.
     buf: String,
@@ -100,26 +102,23 @@ pub(crate) struct Transport {
     json: Vec<u8>,
 }
 
+/// What sends the requests.
+enum Client {
+    /// Plain `http://`: a kept-alive connection of our own.
+    Http1(Http1),
+    /// `https://`: ureq over rustls.
+    Ureq(ureq::Agent),
+}
+
 impl Transport {
     pub(crate) fn new(config: TransportConfig) -> Transport {
-        let mut agent = ureq::Agent::config_builder();
-        if let Some(tls) = &config.tls {
-            agent = agent.tls_config(tls.clone());
-        }
-        let agent = agent
-            .http_status_as_error(false)
-            .timeout_connect(Some(config.connect_timeout))
-            .timeout_global(Some(config.timeout))
-            .max_redirects(0)
-            .max_redirects_will_error(false)
-            .max_idle_connections_per_host(1)
-            .proxy(None)
-            .user_agent(concat!("http-logger/", env!("CARGO_PKG_VERSION")))
-            .build();
-        let agent =
-            ureq::Agent::with_parts(agent, DefaultConnector::new(), CachingResolver::default());
+        let client = if config.endpoint.base.starts_with("https://") {
+            Client::Ureq(ureq_agent(&config))
+        } else {
+            Client::Http1(Http1::new(&config))
+        };
         Transport {
-            agent,
+            client,
             config,
             buf: String::new(),
             json: Vec::new(),
@@ -142,55 +141,90 @@ impl Transport {
 
     /// Sends the prepared record once. A panic in the HTTP stack (which would otherwise end
     /// the worker, and all delivery with it) rejects the record.
-    pub(crate) fn send(&self) -> Outcome {
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.send_once())).unwrap_or_else(
-            |_| Outcome::Rejected {
+    pub(crate) fn send(&mut self) -> Outcome {
+        let sent = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.send_once()));
+        sent.unwrap_or_else(|_| {
+            if let Client::Http1(http) = &mut self.client {
+                // Whatever state the connection was left in, it is not to be trusted.
+                http.disconnect();
+            }
+            Outcome::Rejected {
                 reason: "the HTTP client panicked".to_owned(),
-            },
-        )
+            }
+        })
     }
 
-    fn send_once(&self) -> Outcome {
-        let result = match self.config.method {
-            Method::Post => {
-                let mut req = self.agent.post(&self.config.endpoint.base);
-                for (name, value) in &self.config.headers {
-                    req = req.header(name, value);
-                }
-                if self.config.json {
-                    req.content_type("application/json").send(&self.json[..])
-                } else {
-                    req.content_type("application/x-www-form-urlencoded")
-                        .send(self.buf.as_bytes())
-                }
-            }
-            Method::Get => {
-                let mut req = self.agent.get(&self.buf);
-                for (name, value) in &self.config.headers {
-                    req = req.header(name, value);
-                }
-                req.call()
-            }
-        };
-        match result {
-            Ok(mut response) => {
-                let status = response.status().as_u16();
-                let retry_after = response
-                    .headers()
-                    .get("retry-after")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(parse_retry_after);
-                // Read what is left so the connection goes back to the pool. Its content is
-                // of no use; an error here only costs the connection.
-                let _ = response
-                    .body_mut()
-                    .with_config()
-                    .limit(MAX_RESPONSE_BODY)
-                    .read_to_vec();
-                classify_status(status, retry_after)
-            }
-            Err(err) => classify_error(&err),
+    fn send_once(&mut self) -> Outcome {
+        match &mut self.client {
+            Client::Http1(http) => match self.config.method {
+                Method::Post if self.config.json => http.post(&self.json),
+                Method::Post => http.post(self.buf.as_bytes()),
+                Method::Get => http.get(&self.buf),
+            },
+            Client::Ureq(agent) => send_ureq(agent, &self.config, &self.buf, &self.json),
         }
+    }
+}
+
+fn ureq_agent(config: &TransportConfig) -> ureq::Agent {
+    let mut agent = ureq::Agent::config_builder();
+    if let Some(tls) = &config.tls {
+        agent = agent.tls_config(tls.clone());
+    }
+    let agent = agent
+        .http_status_as_error(false)
+        .timeout_connect(Some(config.connect_timeout))
+        .timeout_global(Some(config.timeout))
+        .max_redirects(0)
+        .max_redirects_will_error(false)
+        .max_idle_connections_per_host(1)
+        .proxy(None)
+        .user_agent(concat!("http-logger/", env!("CARGO_PKG_VERSION")))
+        .build();
+    ureq::Agent::with_parts(agent, DefaultConnector::new(), CachingResolver::default())
+}
+
+/// One request through ureq: the form body or JSON body for POST, the url in `buf` for GET.
+fn send_ureq(agent: &ureq::Agent, config: &TransportConfig, buf: &str, json: &[u8]) -> Outcome {
+    let result = match config.method {
+        Method::Post => {
+            let mut req = agent.post(&config.endpoint.base);
+            for (name, value) in &config.headers {
+                req = req.header(name, value);
+            }
+            if config.json {
+                req.content_type("application/json").send(json)
+            } else {
+                req.content_type("application/x-www-form-urlencoded")
+                    .send(buf.as_bytes())
+            }
+        }
+        Method::Get => {
+            let mut req = agent.get(buf);
+            for (name, value) in &config.headers {
+                req = req.header(name, value);
+            }
+            req.call()
+        }
+    };
+    match result {
+        Ok(mut response) => {
+            let status = response.status().as_u16();
+            let retry_after = response
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(parse_retry_after);
+            // Read what is left so the connection goes back to the pool. Its content is
+            // of no use; an error here only costs the connection.
+            let _ = response
+                .body_mut()
+                .with_config()
+                .limit(MAX_RESPONSE_BODY)
+                .read_to_vec();
+            classify_status(status, retry_after)
+        }
+        Err(err) => classify_error(&err),
     }
 }
 
