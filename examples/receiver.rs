@@ -756,11 +756,11 @@ fn format_pretty(fields: &[(String, String)]) -> Option<String> {
         shown(levelname),
         shown(first)
     );
-    for line in msg_lines {
-        let _ = writeln!(text, "    {}", shown(line));
-    }
-    if let Some(exc_text) = field(fields, "exc_text").filter(|t| !t.is_empty() && *t != "None") {
-        for line in exc_text.lines() {
+    let exc_text = field(fields, "exc_text").filter(|t| !t.is_empty() && *t != "None");
+    for line in msg_lines.chain(exc_text.iter().flat_map(|t| t.lines())) {
+        if line.is_empty() {
+            text.push('\n'); // an empty line, without trailing spaces
+        } else {
             let _ = writeln!(text, "    {}", shown(line));
         }
     }

@@ -217,6 +217,22 @@ fn exc_text_lines_are_printed_indented_under_the_record() {
     assert_eq!(receiver.line(), pretty(CREATED, "demo", "INFO", "line one"));
     assert_eq!(receiver.line(), "    line two");
 
+    // An empty line (as in an error chain's "\n\nCaused by:") prints empty, not as spaces.
+    let exc_text = "could not save\n\nCaused by:\n    0: disk full";
+    let body = form(&[
+        ("name", "demo"),
+        ("msg", "failed"),
+        ("levelname", "ERROR"),
+        ("exc_text", exc_text),
+        ("created", CREATED),
+    ]);
+    receiver.post("/log", body.as_bytes());
+    assert_eq!(receiver.line(), pretty(CREATED, "demo", "ERROR", "failed"));
+    assert_eq!(receiver.line(), "    could not save");
+    assert_eq!(receiver.line(), "");
+    assert_eq!(receiver.line(), "    Caused by:");
+    assert_eq!(receiver.line(), "        0: disk full");
+
     // `exc_text=None` (what Python sends) prints nothing more.
     receiver.post("/log", PY_POST_BODY.as_bytes());
     assert_eq!(
