@@ -48,7 +48,7 @@ pub struct HttpLogger {
     pub(crate) method: Method,
 }
 
-/// The installed logger's state, for [`stats`](crate::stats) and [`last_error`](crate::last_error).
+/// The installed logger's state, for [`stats()`](crate::stats()) and [`last_error`].
 static INSTALLED: OnceLock<Arc<Shared>> = OnceLock::new();
 
 /// Every built logger still alive, with its shutdown timeout, for the exit hook: a logger
