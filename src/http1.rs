@@ -11,10 +11,11 @@ use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use crate::Method;
-use crate::transport::{Outcome, TransportConfig, classify_status, parse_retry_after};
+use crate::transport::{Outcome, RESOLVE_TTL, TransportConfig, classify_status, parse_retry_after};
 use crate::worker::deadline_after;
 
-const USER_AGENT: &str = concat!("http-logger/", env!("CARGO_PKG_VERSION"));
+/// The `User-Agent` of every request, through either client.
+pub(crate) const USER_AGENT: &str = concat!("http-logger/", env!("CARGO_PKG_VERSION"));
 /// The largest response head read; a longer one is not HTTP we want to talk to.
 const MAX_HEAD: usize = 64 * 1024;
 /// The most headers a response head may have.
@@ -27,8 +28,6 @@ const READ_BUF: usize = 8 * 1024;
 /// A body up to this size is copied after the head and sent in the same write; a larger one is
 /// written on its own, not copied.
 const INLINE_BODY: usize = 64 * 1024;
-/// How long a looked-up address is reused, so a receiver that moves is found again.
-const RESOLVE_TTL: Duration = Duration::from_secs(5);
 /// How far a socket timeout may exceed the time left before it is lowered: a request may
 /// overrun its deadline by this much, and a fast request never pays a `setsockopt`.
 const SLACK: Duration = Duration::from_millis(5);

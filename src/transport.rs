@@ -14,7 +14,7 @@ use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 use crate::Method;
 use crate::endpoint::Endpoint;
 use crate::fields::{FieldSource, encode_form, encode_json};
-use crate::http1::Http1;
+use crate::http1::{Http1, USER_AGENT};
 
 /// The most of a response body read (and thrown away) so the connection can be reused.
 const MAX_RESPONSE_BODY: u64 = 64 * 1024;
@@ -28,8 +28,9 @@ struct CachingResolver {
     cache: Mutex<Option<(Instant, ResolvedSocketAddrs)>>,
 }
 
-/// How long a looked-up address is reused.
-const RESOLVE_TTL: Duration = Duration::from_secs(5);
+/// How long a looked-up address is reused, by either client: a receiver that moves is found
+/// again within this time.
+pub(crate) const RESOLVE_TTL: Duration = Duration::from_secs(5);
 
 impl Resolver for CachingResolver {
     fn resolve(
@@ -179,7 +180,7 @@ fn ureq_agent(config: &TransportConfig) -> ureq::Agent {
         .max_redirects_will_error(false)
         .max_idle_connections_per_host(1)
         .proxy(None)
-        .user_agent(concat!("http-logger/", env!("CARGO_PKG_VERSION")))
+        .user_agent(USER_AGENT)
         .build();
     ureq::Agent::with_parts(agent, DefaultConnector::new(), CachingResolver::default())
 }
