@@ -8,6 +8,8 @@
 //!   the tests check the lines its `Formatter` prints for our records (over POST and GET) and
 //!   for those of Python's own `HTTPHandler` (`tests/interop/py_sender.py`), and that it refuses
 //!   what is not a record and keeps serving.
+//! - The README's ten-line standard-library receiver runs as written (but for its port) and
+//!   hands our records to Python's `logging`.
 //! - Both receivers' checks of our records, and Python's own sender to `examples/receiver.py`,
 //!   run under every CPython 3.8 to 3.13 that pyenv installed (`$PYENV_ROOT`, else
 //!   `~/.pyenv`): the versions that ran and those absent are named on stderr; none fails.
@@ -1015,4 +1017,74 @@ fn every_pyenv_python_rebuilds_our_records_and_runs_the_example_receiver() {
             check_example_serves(&receiver, "Python's exception record");
         },
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The README's ten-line standard-library receiver
+// ---------------------------------------------------------------------------------------------
+
+/// The line of the README's pattern that binds port 8000; the test binds a free port instead.
+const README_SERVE: &str = "ThreadingHTTPServer(('127.0.0.1', 8000), Handler).serve_forever()";
+
+/// The Python block that follows `heading` in README.md.
+fn readme_python_after(heading: &str) -> String {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let after = readme
+        .split_once(heading)
+        .unwrap_or_else(|| panic!("README.md has no {heading:?}"))
+        .1;
+    let code = after
+        .split_once("```python\n")
+        .and_then(|(_, block)| block.split_once("\n```"))
+        .unwrap_or_else(|| panic!("README.md has no Python block after {heading:?}"))
+        .0;
+    code.to_owned()
+}
+
+#[test]
+fn the_readme_stdlib_pattern_rebuilds_our_records_in_python_logging() {
+    let code = readme_python_after("The pattern, in the standard library alone");
+    assert!(
+        code.contains(README_SERVE),
+        "the README's pattern no longer ends with {README_SERVE:?}:\n{code}"
+    );
+    let code = code.replace(
+        README_SERVE,
+        "import sys\n\
+         server = ThreadingHTTPServer(('127.0.0.1', 0), Handler)\n\
+         print('listening on http://127.0.0.1:%d' % server.server_address[1], file=sys.stderr, \
+         flush=True)\n\
+         server.serve_forever()",
+    );
+    let mut command = Command::new(python());
+    command.arg("-c").arg(code);
+    let receiver = Server::start("README's pattern".into(), command, START_WAIT, NEEDS);
+
+    log::set_max_level(log::LevelFilter::Trace);
+    let logger = HttpLogger::builder(receiver.host(), "/")
+        .build()
+        .expect("valid config");
+    let nasty = "100% & a=b +plus %41 \u{1F980}";
+    log::warn!(logger: logger, target: "billing", order = 7; "user {} paid: {nasty}", "ann");
+    log::error!(logger: logger, target: "billing", err:err = chained_error(); "checkout failed");
+    assert!(logger.flush_timeout(WAIT), "{:?}", logger.stats());
+    assert_eq!(logger.stats().sent, 2, "{:?}", logger.stats());
+
+    // Its format: '%(asctime)s %(levelname)s %(name)s: %(message)s', on stderr (where the
+    // server's request lines also go).
+    let line = receiver.stderr_containing(" WARNING billing: ");
+    let (asctime, rest) = line.split_at_checked(23).unwrap_or(("", &line));
+    assert_eq!(rest, format!(" WARNING billing: user ann paid: {nasty}"));
+    check_asctime_between("README's pattern", asctime, now() - 60.0, now());
+    let line = receiver.stderr_containing(" ERROR billing: ");
+    assert!(
+        line.ends_with(
+            " ERROR billing: checkout failed: could not charge card: \
+             payment gateway unreachable: connection refused"
+        ),
+        "{line:?}"
+    );
+    // The Formatter appends exc_text, the chain, under the message.
+    assert_eq!(receiver.stderr_line(), "could not charge card");
 }
