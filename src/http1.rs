@@ -284,6 +284,21 @@ impl Http1 {
         let written = write_all(stream, &self.out, deadline, &mut conn.write_timeout)
             .and_then(|()| write_all(stream, rest, deadline, &mut conn.write_timeout));
         if let Err(e) = written {
+            if !is_timeout(&e) {
+                // The receiver may have answered before it stopped reading (a 413 for a body
+                // too large): that answer, not the broken write, is the outcome.
+                let mut reader = Timed {
+                    stream,
+                    deadline,
+                    timeout: &mut conn.read_timeout,
+                };
+                if let Ok(response) = read_response(&mut reader, &mut self.input) {
+                    return Ok(Response {
+                        keep_alive: false,
+                        ..response
+                    });
+                }
+            }
             return Err(Failure {
                 closed: !is_timeout(&e),
                 reason: io_reason(&e),
@@ -446,8 +461,9 @@ fn by_deadline<T>(
     set: impl Fn(Duration) -> io::Result<()>,
     mut op: impl FnMut() -> io::Result<T>,
 ) -> io::Result<T> {
-    let mut left = time_left(deadline).ok_or_else(timed_out)?;
     loop {
+        // Again at every pass: an interrupted call must not restart a full socket timeout.
+        let left = time_left(deadline).ok_or_else(timed_out)?;
         if *current > left + SLACK {
             let wait = left.min(MAX_SOCKET_TIMEOUT);
             set(wait)?;
@@ -456,7 +472,7 @@ fn by_deadline<T>(
         match op() {
             Err(e) if is_timeout(&e) => {
                 // The socket's timeout was set for an earlier, shorter wait: wait the rest.
-                left = time_left(deadline).ok_or_else(timed_out)?;
+                let left = time_left(deadline).ok_or_else(timed_out)?;
                 let wait = left.min(MAX_SOCKET_TIMEOUT);
                 set(wait)?;
                 *current = wait;
@@ -617,8 +633,12 @@ fn read_response(r: &mut impl Read, buf: &mut Vec<u8>) -> Result<Response, ReadE
 enum Framing {
     Length(u64),
     Chunked,
-    /// At EOF: the connection cannot be reused.
+    /// At EOF, and the receiver said it closes the connection (HTTP/1.0, `Connection:
+    /// close`): read until it does.
     Close,
+    /// At EOF, but the receiver did not say it closes: waiting for the end could take the whole
+    /// timeout for each record, so nothing is read and the connection is dropped at once.
+    Unframed,
 }
 
 /// What a complete response head says.
@@ -682,20 +702,23 @@ fn parse_head(bytes: &[u8]) -> Result<Option<Head>, ReadError> {
                 .and_then(parse_retry_after);
         }
     }
+    let persistent = match response.version {
+        Some(1) => !close,
+        _ => keep_alive && !close,
+    };
     let framing = if (100..200).contains(&status) || status == 204 || status == 304 {
         Framing::Length(0)
     } else {
         match (chunked, length) {
             (Some(true), _) => Framing::Chunked,
-            // A coding other than chunked last: the body ends at EOF (RFC 9112, 6.3).
-            (Some(false), _) | (None, None) => Framing::Close,
             (None, Some(n)) => Framing::Length(n),
+            // A coding other than chunked last, or no length: the body ends at EOF (RFC 9112,
+            // 6.3).
+            (Some(false), _) | (None, None) if persistent => Framing::Unframed,
+            (Some(false), _) | (None, None) => Framing::Close,
         }
     };
-    let keep_alive = match response.version {
-        Some(1) => !close,
-        _ => keep_alive && !close,
-    } && framing != Framing::Close;
+    let keep_alive = persistent && matches!(framing, Framing::Length(_) | Framing::Chunked);
     Ok(Some(Head {
         len,
         status,
@@ -762,6 +785,7 @@ fn discard_body(r: &mut impl Read, buf: &mut [u8], mut filled: usize, framing: F
             }
             false
         }
+        Framing::Unframed => false,
     }
 }
 
@@ -1097,19 +1121,63 @@ mod tests {
     }
 
     #[test]
-    fn a_body_without_length_is_read_to_eof_and_closes_the_connection() {
-        let answer = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nall of this until EOF";
-        in_any_pieces(answer, &ok(200, false));
+    fn a_body_without_length_is_read_to_eof_when_the_receiver_closes() {
         in_any_pieces(b"HTTP/1.0 200 OK\r\n\r\nfine", &ok(200, false));
+        let answer = b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nall of this until EOF";
+        in_any_pieces(answer, &ok(200, false));
         // An unknown transfer coding: until EOF too.
         in_any_pieces(
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nContent-Length: 2\r\n\r\nabcd",
             &ok(200, false),
         );
+        let mut r = Pieces::new([b"HTTP/1.0 200 OK\r\n\r\n", b"ab", b"cd"]);
+        assert_eq!(read(&mut r).unwrap(), ok(200, false));
+        assert_eq!(r.read, 23, "read to EOF");
         // At most 64 KiB of it is read.
-        let mut r = Pieces::new([b"HTTP/1.1 200 OK\r\n\r\n", &vec![b'x'; 1 << 20]]);
+        let mut r = Pieces::new([b"HTTP/1.0 200 OK\r\n\r\n", &vec![b'x'; 1 << 20]]);
         assert_eq!(read(&mut r).unwrap(), ok(200, false));
         assert!(r.read < 100 * 1024, "{}", r.read);
+    }
+
+    #[test]
+    fn a_body_without_length_on_a_connection_kept_open_is_not_waited_for() {
+        // Waiting for its EOF would take the whole timeout, for each record.
+        for head in [
+            &b"HTTP/1.1 200 OK\r\n\r\n"[..],
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n",
+            b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\n\r\n",
+        ] {
+            let mut r = Pieces::new([head, b"a body that never ends"]);
+            assert_eq!(read(&mut r).unwrap(), ok(200, false));
+            assert_eq!(r.read, head.len(), "nothing read past the head");
+        }
+    }
+
+    #[test]
+    fn an_interrupted_call_cannot_stretch_the_deadline() {
+        // A signal handler on the worker thread interrupts every call: each retry must count
+        // against the same deadline.
+        let deadline = Instant::now() + Duration::from_millis(100);
+        let mut current = Duration::from_secs(10);
+        let mut calls = 0;
+        let result = by_deadline(
+            deadline,
+            &mut current,
+            |_| Ok(()),
+            || {
+                calls += 1;
+                if calls > 1000 {
+                    return Ok(()); // ten seconds of interruptions: long past the deadline
+                }
+                thread::sleep(Duration::from_millis(10));
+                Err(io::ErrorKind::Interrupted.into())
+            },
+        );
+        assert_eq!(result.map_err(|e| e.kind()), Err(io::ErrorKind::TimedOut));
+        assert!(
+            current < Duration::from_millis(100),
+            "socket timeout {current:?}"
+        );
     }
 
     #[test]
@@ -1506,5 +1574,30 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(http.conn.is_none());
+    }
+
+    #[test]
+    fn an_answer_sent_before_the_receiver_stopped_reading_is_the_outcome() {
+        // A receiver that refuses a large body after its first KiB: it answers 413 and closes
+        // with the rest unread, which breaks our write. The 413 rejects the record (no
+        // retries), where the broken write alone would have been retried.
+        let (addr, _) = receiver(|_, mut stream| {
+            let mut first = [0u8; 1024];
+            let _ = stream.read(&mut first);
+            let _ = stream.write_all(
+                b"HTTP/1.1 413 Content Too Large\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+            );
+            thread::sleep(Duration::from_millis(10));
+        });
+        let mut http = client(addr, Duration::from_secs(5));
+        let body = vec![b'a'; 4 << 20];
+        for _ in 0..3 {
+            let outcome = http.post(&body);
+            assert!(
+                matches!(&outcome, Outcome::Rejected { reason } if reason.contains("413")),
+                "{outcome:?}"
+            );
+            assert!(http.conn.is_none(), "the connection was closed");
+        }
     }
 }
