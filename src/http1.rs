@@ -728,13 +728,22 @@ fn parse_head(bytes: &[u8]) -> Result<Option<Head>, ReadError> {
     }))
 }
 
-/// A `Content-Length` value: digits only.
+/// A `Content-Length` value: digits, or a list of the same digits (`1, 1`, which RFC 9110,
+/// 8.6, allows a recipient to take as one).
 fn parse_length(value: &[u8]) -> Option<u64> {
-    let value = value.trim_ascii();
-    if value.is_empty() || value.len() > 19 || !value.iter().all(u8::is_ascii_digit) {
-        return None;
+    let mut length = None;
+    for value in value.split(|&b| b == b',') {
+        let value = value.trim_ascii();
+        if value.is_empty() || value.len() > 19 || !value.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let n = std::str::from_utf8(value).ok()?.parse().ok()?;
+        if length.is_some_and(|l| l != n) {
+            return None;
+        }
+        length = Some(n);
     }
-    std::str::from_utf8(value).ok()?.parse().ok()
+    length
 }
 
 /// Reads and throws away the body whose first `filled` bytes are at the start of `buf`.
@@ -1200,13 +1209,15 @@ mod tests {
 
     #[test]
     fn garbage_is_an_invalid_answer() {
-        let garbage: [&[u8]; 6] = [
+        let garbage: [&[u8]; 8] = [
             b"\x00\xffNOT HTTP AT ALL\xfe\r\n\r\n",
             b"SSH-2.0-OpenSSH_9.6\r\n",
             b"HTTP/2 200\r\n\r\n",
             b"HTTP/1.1 2000 OK\r\n\r\n",
             b"HTTP/1.1 200 OK\r\nContent-Length: 1x\r\n\r\n",
             b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1, 2\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1,\r\n\r\n",
         ];
         for bytes in garbage {
             let got = read(&mut Pieces::split(bytes, 3));
@@ -1216,8 +1227,10 @@ mod tests {
                 String::from_utf8_lossy(bytes)
             );
         }
-        // Same Content-Length twice is fine.
+        // Same Content-Length twice is fine, in two headers or in one.
         let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx";
+        in_any_pieces(answer, &ok(200, true));
+        let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 1 , 1\r\n\r\nx";
         in_any_pieces(answer, &ok(200, true));
     }
 
