@@ -139,12 +139,10 @@ impl Http1 {
                 cached: None,
             },
         };
-        // `http://` + the authority: the host holds no `/`, the url starts with one.
-        let origin_len = base
-            .find("://")
-            .and_then(|s| base[s + 3..].find('/').map(|p| s + 3 + p))
-            .unwrap_or(base.len());
-        let url = &base[origin_len..];
+        // The base ends with the url, which starts with `/`: what comes before it is the origin.
+        let url = uri.path_and_query().map_or("/", |p| p.as_str());
+        debug_assert!(base.ends_with(url), "{base} ends with {url}");
+        let origin_len = base.len() - url.len();
         let mut head = Vec::with_capacity(256);
         if config.method == Method::Post {
             head.extend_from_slice(b"POST ");
