@@ -7,38 +7,16 @@ use std::time::Duration;
 use base64::Engine as _;
 use ureq::http::{HeaderName, HeaderValue};
 
-use crate::endpoint::Endpoint;
+use crate::delivery::progress::Shared;
+use crate::delivery::retry::RetryPolicy;
+use crate::delivery::worker::{MapRecord, Worker};
 use crate::error::{Error, ErrorKind};
-use crate::fields::{Fields, Statics};
-use crate::logger::HttpLogger;
-use crate::record::now_ns;
+use crate::logger::{HttpLogger, Overflow};
+use crate::transport::endpoint::Endpoint;
 use crate::transport::{Transport, TransportConfig};
-use crate::worker::{MapRecord, RetryPolicy, Shared, Worker};
-
-/// How records are sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum Method {
-    /// The fields as an `application/x-www-form-urlencoded` body. The default: no length limit
-    /// from the url.
-    #[default]
-    Post,
-    /// The fields as the query string (`url?fields`, or `url&fields` when `url` already holds a
-    /// `?`). Receivers limit the length of a url (often 8 KiB to 64 KiB): a longer record is
-    /// rejected by the receiver and counted as failed.
-    Get,
-}
-
-/// What a `log!` call does when the queue is full.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-#[non_exhaustive]
-pub enum Overflow {
-    /// Drop the new record and count it in [`Stats::dropped`](crate::Stats::dropped): the
-    /// caller never waits. The default.
-    #[default]
-    Drop,
-    /// Wait for room up to this long, then drop the record as above.
-    Block(Duration),
-}
+use crate::wire::Method;
+use crate::wire::fields::{Fields, Statics};
+use crate::wire::record::now_ns;
 
 /// The level below which records are ignored, by default.
 pub const DEFAULT_LEVEL: log::LevelFilter = log::LevelFilter::Info;
@@ -64,6 +42,46 @@ pub const DEFAULT_CONNECTIONS: usize = 1;
 const MAX_CONNECTIONS: usize = 64;
 /// The most bytes of text (message, error, key-values) one record keeps, by default.
 pub const DEFAULT_MAX_RECORD_BYTES: usize = 4 << 20;
+
+impl HttpLogger {
+    /// Installs a logger sending to `host` (`name`, `name:port` or `[v6]:port`) at `url` (a path
+    /// starting with `/`, with a query if wanted) with `method`, every other setting at its
+    /// default. The shorthand for `HttpLogger::builder(host, url).method(method).init()`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Builder::init`]: a malformed host or url, or a logger already installed.
+    ///
+    /// ```no_run
+    /// use http_logger::{HttpLogger, Method};
+    ///
+    /// # fn main() -> Result<(), http_logger::Error> {
+    /// HttpLogger::init("localhost:8000", "/", Method::Post)?;
+    /// log::warn!("disk {}% full", 91);
+    /// # Ok(()) }
+    /// ```
+    pub fn init(host: &str, url: &str, method: Method) -> Result<(), Error> {
+        Self::builder(host, url).method(method).init()
+    }
+
+    /// A [`Builder`] for a logger sending to `host` at `url`, with every setting at its default.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use http_logger::{HttpLogger, Method};
+    ///
+    /// # fn main() -> Result<(), http_logger::Error> {
+    /// let logger = HttpLogger::builder("127.0.0.1:8000", "/log")
+    ///     .method(Method::Get)
+    ///     .level(log::LevelFilter::Debug)
+    ///     .timeout(Duration::from_secs(2))
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn builder(host: impl Into<String>, url: impl Into<String>) -> Builder {
+        Builder::new(host.into(), url.into())
+    }
+}
 
 /// Configures an [`HttpLogger`]. Made by [`HttpLogger::builder`].
 ///

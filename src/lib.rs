@@ -92,29 +92,30 @@
 #![deny(unsafe_code)]
 #![warn(missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
 
+// The assembling modules: they only put the others together.
 mod builder;
-mod endpoint;
+mod logger;
+// The concerns, each in a folder of its own; imports run from the ones above down to these.
+mod delivery;
+mod transport;
+mod wire;
+// Leaves.
+mod deadline;
 mod error;
-mod fields;
-mod http1;
 #[cfg(feature = "log4rs")]
 mod log4rs;
-mod logger;
-mod record;
-mod stats;
 mod sys;
-mod transport;
-mod worker;
 
 pub use builder::{
     Builder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_CONNECTIONS, DEFAULT_LEVEL, DEFAULT_MAX_BACKOFF,
     DEFAULT_MAX_RECORD_BYTES, DEFAULT_MIN_BACKOFF, DEFAULT_QUEUE_CAPACITY, DEFAULT_RETRY_ATTEMPTS,
-    DEFAULT_RETRY_TIME, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_TIMEOUT, Method, Overflow,
+    DEFAULT_RETRY_TIME, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_TIMEOUT,
 };
+pub use delivery::stats::Stats;
 pub use error::{Error, ErrorKind};
-pub use fields::Fields;
-pub use logger::{HttpLogger, last_error, stats};
-pub use stats::Stats;
+pub use logger::{HttpLogger, Overflow, last_error, stats};
+pub use wire::Method;
+pub use wire::fields::Fields;
 
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]

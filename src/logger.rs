@@ -6,12 +6,25 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{SendTimeoutError, Sender, TrySendError};
 
-use crate::builder::Builder;
+use crate::deadline::deadline_after;
+use crate::delivery::progress::Shared;
+use crate::delivery::stats::{Counters, Stats};
+use crate::delivery::worker::in_worker;
 use crate::error::{Error, ErrorKind};
-use crate::record::Captured;
-use crate::stats::{Counters, Stats};
-use crate::worker::{Shared, deadline_after, in_worker};
-use crate::{Method, Overflow};
+use crate::wire::Method;
+use crate::wire::record::Captured;
+
+/// What a `log!` call does when the queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum Overflow {
+    /// Drop the new record and count it in [`Stats::dropped`](crate::Stats::dropped): the
+    /// caller never waits. The default.
+    #[default]
+    Drop,
+    /// Wait for room up to this long, then drop the record as above.
+    Block(Duration),
+}
 
 /// A [`log::Log`] that sends each record to an HTTP receiver as the form fields of Python's
 /// `logging.handlers.HTTPHandler`.
@@ -20,11 +33,11 @@ use crate::{Method, Overflow};
 /// for the network. A background worker thread delivers the records in order over a
 /// kept-alive connection.
 ///
-/// Install one with [`HttpLogger::init`] or [`Builder::init`], or [`build`](Builder::build)
+/// Install one with [`HttpLogger::init`] or [`Builder::init`](crate::Builder::init), or [`build`](crate::Builder::build)
 /// one to use without installing it (behind `fern`, `log4rs` or a logger of your own, or in
 /// tests). Either way, records logged before `main` returns (or before
 /// [`std::process::exit`]) are delivered at exit, waiting at most the
-/// [shutdown timeout](Builder::shutdown_timeout); dropping a built logger does the same.
+/// [shutdown timeout](crate::Builder::shutdown_timeout); dropping a built logger does the same.
 ///
 /// ```no_run
 /// use http_logger::{HttpLogger, Method};
@@ -97,44 +110,6 @@ fn is_own_stack(target: &str) -> bool {
 }
 
 impl HttpLogger {
-    /// Installs a logger sending to `host` (`name`, `name:port` or `[v6]:port`) at `url` (a path
-    /// starting with `/`, with a query if wanted) with `method`, every other setting at its
-    /// default. The shorthand for `HttpLogger::builder(host, url).method(method).init()`.
-    ///
-    /// # Errors
-    ///
-    /// As [`Builder::init`]: a malformed host or url, or a logger already installed.
-    ///
-    /// ```no_run
-    /// use http_logger::{HttpLogger, Method};
-    ///
-    /// # fn main() -> Result<(), http_logger::Error> {
-    /// HttpLogger::init("localhost:8000", "/", Method::Post)?;
-    /// log::warn!("disk {}% full", 91);
-    /// # Ok(()) }
-    /// ```
-    pub fn init(host: &str, url: &str, method: Method) -> Result<(), Error> {
-        Self::builder(host, url).method(method).init()
-    }
-
-    /// A [`Builder`] for a logger sending to `host` at `url`, with every setting at its default.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use http_logger::{HttpLogger, Method};
-    ///
-    /// # fn main() -> Result<(), http_logger::Error> {
-    /// let logger = HttpLogger::builder("127.0.0.1:8000", "/log")
-    ///     .method(Method::Get)
-    ///     .level(log::LevelFilter::Debug)
-    ///     .timeout(Duration::from_secs(2))
-    ///     .build()?;
-    /// # Ok(()) }
-    /// ```
-    pub fn builder(host: impl Into<String>, url: impl Into<String>) -> Builder {
-        Builder::new(host.into(), url.into())
-    }
-
     /// A snapshot of this logger's counters.
     pub fn stats(&self) -> Stats {
         self.shared.stats()
@@ -171,7 +146,7 @@ impl HttpLogger {
 }
 
 /// A snapshot of the installed logger's counters, or `None` when no `HttpLogger` was installed
-/// with [`HttpLogger::init`] or [`Builder::init`].
+/// with [`HttpLogger::init`] or [`Builder::init`](crate::Builder::init).
 ///
 /// ```no_run
 /// # fn main() -> Result<(), http_logger::Error> {
@@ -225,7 +200,7 @@ impl log::Log for HttpLogger {
     }
 
     /// Waits until every record logged before the call is delivered or given up, at most the
-    /// [shutdown timeout](Builder::shutdown_timeout).
+    /// [shutdown timeout](crate::Builder::shutdown_timeout).
     fn flush(&self) {
         self.flush_timeout(self.shutdown_timeout);
     }

@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use log::kv::{self, VisitSource};
 
-use crate::fields::is_standard_key;
+use crate::wire::keys::{KV_PREFIX, is_standard_key};
 
 /// Appended to a piece of text cut at the record size limit.
 pub(crate) const TRUNCATION_MARKER: &str = " [truncated by http-logger]";
@@ -233,9 +233,6 @@ impl<'kvs> VisitSource<'kvs> for KvCapture<'_> {
         Ok(())
     }
 }
-
-/// The prefix given to a key-value whose key is one of the standard fields.
-pub(crate) const KV_PREFIX: &str = "kv_";
 
 /// Calls `f` with the first key-value captured with `:err`, if any. Returns whether there was one.
 fn with_first_error(source: &dyn kv::Source, f: impl FnOnce(&(dyn StdError + 'static))) -> bool {

@@ -1,42 +1,8 @@
-//! The record-to-fields mapping of the wire contract (`WIRE.md`), and its encoding. Pure
-//! functions, run on the worker.
+//! The record-to-fields mapping of the wire contract (`WIRE.md`). Pure functions, run on the
+//! worker.
 
-use std::fmt::{self, Write};
-
-use serde::ser::{Serialize, SerializeMap, Serializer};
-
-use crate::record::Captured;
-
-/// The 21 keys of Python 3.12+'s `LogRecord.__dict__`, then ours, in the order they are sent.
-pub(crate) const STANDARD_KEYS: [&str; 22] = [
-    "name",
-    "msg",
-    "args",
-    "levelname",
-    "levelno",
-    "pathname",
-    "filename",
-    "module",
-    "exc_info",
-    "exc_text",
-    "stack_info",
-    "lineno",
-    "funcName",
-    "created",
-    "msecs",
-    "relativeCreated",
-    "thread",
-    "threadName",
-    "processName",
-    "process",
-    "taskName",
-    "hostname",
-];
-
-/// Whether a key-value's key would collide with a standard field.
-pub(crate) fn is_standard_key(key: &str) -> bool {
-    STANDARD_KEYS.contains(&key)
-}
+use crate::wire::number::Small;
+use crate::wire::record::Captured;
 
 /// What never changes for one logger: encoded once, sent with every record.
 #[derive(Debug, Clone)]
@@ -235,190 +201,14 @@ impl FieldSource for Fields {
     }
 }
 
-/// Fields serialized as one map, in order.
-struct AsMap<'a>(&'a dyn FieldSource);
-
-impl Serialize for AsMap<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(None)?;
-        let mut result = Ok(());
-        self.0.for_each_field(&mut |key, value| {
-            if result.is_ok() {
-                result = map.serialize_entry(key, value);
-            }
-        });
-        result?;
-        map.end()
-    }
-}
-
-/// Appends the fields, form-urlencoded, to `out`, right after what it holds.
-pub(crate) fn encode_form(source: &dyn FieldSource, out: &mut String) {
-    let start = out.len();
-    let mut form = form_urlencoded::Serializer::for_suffix(out, start);
-    // Serializing string pairs into a String cannot fail.
-    let _ = AsMap(source).serialize(serde_urlencoded::Serializer::new(&mut form));
-    form.finish();
-}
-
-/// Writes the fields as one JSON object (every value a string) to `out`.
-pub(crate) fn encode_json(source: &dyn FieldSource, out: &mut Vec<u8>) {
-    out.clear();
-    // Serializing string pairs into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, &AsMap(source));
-}
-
-/// A float as Python's `repr` writes it: shortest round-trip digits, always with a `.` or an
-/// exponent, an exponent when it is below -4 or at least 16 (`1e-05`, `1e+16`).
-pub(crate) fn write_py_float(out: &mut impl Write, x: f64) -> fmt::Result {
-    if x.is_nan() {
-        return out.write_str("nan");
-    }
-    if x.is_infinite() {
-        return out.write_str(if x > 0.0 { "inf" } else { "-inf" });
-    }
-    if x == 0.0 {
-        return out.write_str(if x.is_sign_negative() { "-0.0" } else { "0.0" });
-    }
-    if (1e-4..1e16).contains(&x.abs()) {
-        // Where Python writes no exponent, Rust's `Display` writes the same shortest digits;
-        // only a whole number lacks Python's `.0`.
-        let mut fixed = Small::new();
-        write!(fixed, "{x}")?;
-        out.write_str(fixed.as_str())?;
-        if !fixed.as_str().contains('.') {
-            out.write_str(".0")?;
-        }
-        return Ok(());
-    }
-    let mut sci = Small::new();
-    write!(sci, "{:e}", x.abs())?;
-    let sci = sci.as_str();
-    let (mantissa, exp) = sci.split_once('e').unwrap_or((sci, "0"));
-    let exp: i32 = exp.parse().map_err(|_| fmt::Error)?;
-    let mut digits = Small::new();
-    for c in mantissa.chars().filter(|c| *c != '.') {
-        digits.write_char(c)?;
-    }
-    let digits = digits.as_str();
-    if x < 0.0 {
-        out.write_char('-')?;
-    }
-    let point = exp + 1; // digits before the decimal point
-    if !(-4 < point && point <= 16) {
-        out.write_str(&digits[..1])?;
-        if digits.len() > 1 {
-            write!(out, ".{}", &digits[1..])?;
-        }
-        let sign = if exp < 0 { '-' } else { '+' };
-        write!(out, "e{sign}{:02}", exp.unsigned_abs())
-    } else if point <= 0 {
-        out.write_str("0.")?;
-        for _ in 0..-point {
-            out.write_char('0')?;
-        }
-        out.write_str(digits)
-    } else if point as usize >= digits.len() {
-        out.write_str(digits)?;
-        for _ in 0..point as usize - digits.len() {
-            out.write_char('0')?;
-        }
-        out.write_str(".0")
-    } else {
-        let (int, frac) = digits.split_at(point as usize);
-        write!(out, "{int}.{frac}")
-    }
-}
-
-/// A small text buffer on the stack, for numbers.
-struct Small {
-    buf: [u8; 48],
-    len: usize,
-}
-
-impl Small {
-    fn new() -> Small {
-        Small {
-            buf: [0; 48],
-            len: 0,
-        }
-    }
-
-    fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
-    }
-
-    fn display(&mut self, n: impl fmt::Display) -> &str {
-        self.len = 0;
-        let _ = write!(self, "{n}");
-        self.as_str()
-    }
-
-    fn py_float(&mut self, x: f64) -> &str {
-        self.len = 0;
-        let _ = write_py_float(self, x);
-        self.as_str()
-    }
-}
-
-impl Write for Small {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        let end = self.len + s.len();
-        let dst = self.buf.get_mut(self.len..end).ok_or(fmt::Error)?;
-        dst.copy_from_slice(s.as_bytes());
-        self.len = end;
-        Ok(())
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod fixtures {
+    //! A record and fixed fields, for the golden tests of the mapping and the encodings.
     use log::kv;
 
-    fn py(x: f64) -> String {
-        let mut s = String::new();
-        write_py_float(&mut s, x).unwrap();
-        s
-    }
+    use super::*;
 
-    #[test]
-    fn floats_are_written_as_python_repr() {
-        // Expected values are what CPython 3.13's repr() prints for the same doubles.
-        let cases: &[(f64, &str)] = &[
-            (1795459310.47537, "1795459310.47537"),
-            (1795459757.6564763, "1795459757.6564763"),
-            (475.0, "475.0"),
-            (0.0, "0.0"),
-            (-0.0, "-0.0"),
-            (16.842636, "16.842636"),
-            (0.0001, "0.0001"),
-            (0.00001, "1e-05"),
-            (0.000123, "0.000123"),
-            (0.0000123, "1.23e-05"),
-            (1e15, "1000000000000000.0"),
-            (1e16, "1e+16"),
-            (1.5e16, "1.5e+16"),
-            (123456789012345.6, "123456789012345.6"),
-            (0.1, "0.1"),
-            (1.0 / 3.0, "0.3333333333333333"),
-            (-2.5, "-2.5"),
-            (1e300, "1e+300"),
-            (5e-324, "5e-324"),
-            (f64::INFINITY, "inf"),
-            (f64::NEG_INFINITY, "-inf"),
-            (f64::NAN, "nan"),
-            (9999999999999998.0, "9999999999999998.0"),
-            (0.00010000000000000002, "0.00010000000000000002"),
-            (-1795459310.0, "-1795459310.0"),
-            (123.456e10, "1234560000000.0"),
-        ];
-        for &(x, want) in cases {
-            assert_eq!(py(x), want, "{x:e}");
-        }
-    }
-
-    fn statics() -> Statics {
+    pub(crate) fn statics() -> Statics {
         Statics {
             process: "4242".into(),
             process_name: "svc".into(),
@@ -427,7 +217,7 @@ mod tests {
         }
     }
 
-    fn captured(
+    pub(crate) fn captured(
         kvs: &dyn kv::Source,
         file: Option<&'static str>,
         module: Option<&'static str>,
@@ -449,13 +239,22 @@ mod tests {
         rec
     }
 
-    fn fields(rec: &Captured, statics: &Statics) -> Vec<(String, String)> {
+    pub(crate) fn fields(rec: &Captured, statics: &Statics) -> Vec<(String, String)> {
         let mut out = Vec::new();
         for_each_field(rec, statics, &mut |k, v| {
             out.push((k.to_owned(), v.to_owned()))
         });
         out
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use log::kv;
+
+    use super::fixtures::{captured, fields, statics};
+    use super::*;
+    use crate::wire::keys::STANDARD_KEYS;
 
     #[test]
     fn golden_field_list() {
@@ -549,65 +348,6 @@ mod tests {
     }
 
     #[test]
-    fn form_encoding_round_trips_special_characters() {
-        let nasty =
-            "h\u{e9}llo \u{4e16}\u{754c} & a=b %41 +plus ~tilde/slash \"q\" \r\n\0 \u{1F600}";
-        let kvs = [("k&=", kv::Value::from(nasty))];
-        let rec = captured(&kvs, Some("src/lib.rs"), Some("app"));
-        let mut body = String::new();
-        encode_form(
-            &RecordView {
-                rec: &rec,
-                statics: &statics(),
-            },
-            &mut body,
-        );
-        assert!(
-            body.starts_with("name=app%3A%3Anet&msg=a+x+b+3&args=%28%29&levelname=WARNING&"),
-            "{body}"
-        );
-        let decoded: Vec<(String, String)> = form_urlencoded::parse(body.as_bytes())
-            .into_owned()
-            .collect();
-        assert_eq!(decoded, fields(&rec, &statics()));
-        assert_eq!(
-            decoded.last().map(|(k, v)| (k.as_str(), v.as_str())),
-            Some(("k&=", nasty))
-        );
-    }
-
-    #[test]
-    fn json_is_one_object_of_the_same_fields_in_order() {
-        let kvs = [
-            ("user", kv::Value::from("ann \"q\" \n")),
-            ("name", kv::Value::from(1)),
-        ];
-        let rec = captured(&kvs, Some("src/lib.rs"), Some("app"));
-        let view = RecordView {
-            rec: &rec,
-            statics: &statics(),
-        };
-        let mut body = Vec::new();
-        encode_json(&view, &mut body);
-        let text = String::from_utf8(body.clone()).unwrap();
-        assert!(
-            text.starts_with(r#"{"name":"app::net","msg":"a x b 3","args":"()","#),
-            "{text}"
-        );
-        let parsed: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_slice(&body).unwrap();
-        let got: Vec<(String, String)> = parsed
-            .into_iter()
-            .map(|(k, v)| (k, v.as_str().unwrap().to_owned()))
-            .collect();
-        let mut want = fields(&rec, &statics());
-        want.sort();
-        let mut got_sorted = got.clone();
-        got_sorted.sort();
-        assert_eq!(got_sorted, want);
-    }
-
-    #[test]
     fn fields_set_remove_retain() {
         let mut f = Fields::from_iter([("a", "1"), ("b", "2"), ("a", "3")]);
         assert_eq!(f.get("a"), Some("1"));
@@ -621,24 +361,5 @@ mod tests {
         assert_eq!(f.iter().collect::<Vec<_>>(), [("a", "x")]);
         f.retain(|_, _| false);
         assert!(f.is_empty());
-    }
-
-    #[test]
-    fn form_encoding_appends_after_a_query() {
-        let kvs: &[(&str, &str)] = &[];
-        let rec = captured(&kvs, None, None);
-        let view = RecordView {
-            rec: &rec,
-            statics: &statics(),
-        };
-        let mut url = String::from("http://h/log?src=app&");
-        encode_form(&view, &mut url);
-        assert!(
-            url.starts_with("http://h/log?src=app&name=app%3A%3Anet&msg="),
-            "{url}"
-        );
-        let mut url = String::from("http://h/log?");
-        encode_form(&view, &mut url);
-        assert!(url.starts_with("http://h/log?name="), "{url}");
     }
 }

@@ -1,5 +1,5 @@
 //! One HTTP request per record over a kept-alive connection, and what its outcome means: plain
-//! `http://` through our own HTTP/1.1 client ([`crate::http1`]), `https://` through ureq.
+//! `http://` through our own HTTP/1.1 client ([`http1`]), `https://` through ureq.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
@@ -11,10 +11,14 @@ use ureq::http::{HeaderName, HeaderValue};
 use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
 use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 
-use crate::Method;
-use crate::endpoint::Endpoint;
-use crate::fields::{FieldSource, encode_form, encode_json};
-use crate::http1::{Http1, USER_AGENT};
+use crate::transport::endpoint::Endpoint;
+use crate::transport::http1::{Http1, USER_AGENT};
+use crate::wire::Method;
+use crate::wire::encode::{encode_form, encode_json};
+use crate::wire::fields::FieldSource;
+
+pub(crate) mod endpoint;
+mod http1;
 
 /// The most of a response body read (and thrown away) so the connection can be reused.
 const MAX_RESPONSE_BODY: u64 = 64 * 1024;

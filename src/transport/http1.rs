@@ -10,9 +10,9 @@ use std::mem::MaybeUninit;
 use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
-use crate::Method;
+use crate::deadline::deadline_after;
 use crate::transport::{Outcome, RESOLVE_TTL, TransportConfig, classify_status, parse_retry_after};
-use crate::worker::deadline_after;
+use crate::wire::Method;
 
 /// The `User-Agent` of every request, through either client.
 pub(crate) const USER_AGENT: &str = concat!("http-logger/", env!("CARGO_PKG_VERSION"));
@@ -923,7 +923,7 @@ mod tests {
 
     use ureq::http::{HeaderName, HeaderValue};
 
-    use crate::endpoint::Endpoint;
+    use crate::transport::endpoint::Endpoint;
 
     /// An in-memory connection: each read returns (part of) the next piece, then EOF or an
     /// error.

@@ -1,0 +1,19 @@
+//! Deadlines that never overflow.
+
+use std::time::{Duration, Instant};
+
+/// `now + wait`, saturating far in the future instead of overflowing on `Duration::MAX`.
+pub(crate) fn deadline_after(wait: Duration) -> Instant {
+    const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+    Instant::now() + wait.min(FOREVER)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadlines_never_overflow() {
+        assert!(deadline_after(Duration::MAX) > Instant::now());
+    }
+}

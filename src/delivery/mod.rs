@@ -1,0 +1,8 @@
+//! Delivery: the workers that take records off the queue and send them ([`worker`]), the
+//! retry policy ([`retry`]), what the callers, the workers and the exit hook share, flush
+//! among it ([`progress`]), and the counters ([`stats`]).
+
+pub(crate) mod progress;
+pub(crate) mod retry;
+pub(crate) mod stats;
+pub(crate) mod worker;

@@ -1,0 +1,264 @@
+//! What the logger (the callers' side), the workers and the exit hook share: the counters, the
+//! watermark of finished records that flush waits on, the losses not yet reported, and
+//! shutdown.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::deadline::deadline_after;
+use crate::delivery::stats::{Counters, Stats};
+
+/// Which records are finished. Every record gets a sequence number when it is logged; flush
+/// waits for all numbers below the one it saw. Records finish out of order when several
+/// connections deliver at once, or when the queue was full.
+#[derive(Debug)]
+struct Watermark {
+    /// Every record numbered below this is finished.
+    below: u64,
+    /// Finished records numbered above `below`, as merged ranges `start..end`: while the
+    /// oldest record is held up, the records dropped meanwhile make one range, not a set that
+    /// grows with each.
+    above: BTreeMap<u64, u64>,
+    /// The lowest target a flush waits for (`u64::MAX` when none does): `finish` wakes the
+    /// flushes only when `below` reaches it.
+    wake_at: u64,
+}
+
+impl Default for Watermark {
+    fn default() -> Watermark {
+        Watermark {
+            below: 0,
+            above: BTreeMap::new(),
+            wake_at: u64::MAX,
+        }
+    }
+}
+
+impl Watermark {
+    /// Marks record `seq` finished. Returns whether a flush should wake.
+    fn finish(&mut self, seq: u64) -> bool {
+        if seq == self.below {
+            self.below += 1;
+            if let Some(end) = self.above.remove(&self.below) {
+                self.below = end;
+            }
+        } else if seq > self.below {
+            let (mut start, mut end) = (seq, seq + 1);
+            if let Some((&s, &e)) = self.above.range(..seq).next_back() {
+                if e == seq {
+                    start = s;
+                }
+            }
+            if let Some(e) = self.above.remove(&end) {
+                end = e;
+            }
+            self.above.insert(start, end);
+        }
+        if self.below >= self.wake_at {
+            self.wake_at = u64::MAX;
+            return true;
+        }
+        false
+    }
+}
+
+/// Losses not yet told to the receiver.
+#[derive(Debug, Default)]
+pub(crate) struct LossReport {
+    pub(crate) dropped: u64,
+    pub(crate) failed: u64,
+    pub(crate) last_reason: Option<String>,
+    pub(crate) last_sent: Option<Instant>,
+}
+
+/// The most often a loss report is sent.
+pub(crate) const LOSS_REPORT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// State shared by the logger (the callers' side), the workers and the exit hook.
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    pub(crate) counters: Counters,
+    /// The next record's sequence number.
+    next_seq: AtomicU64,
+    /// Set when the logger shuts down and its timeout has passed: give up what is left.
+    abandon: AtomicBool,
+    /// Why the last record given up was given up.
+    last_error: Mutex<Option<String>>,
+    pub(crate) losses: Mutex<LossReport>,
+    done: Mutex<Watermark>,
+    progress: Condvar,
+}
+
+impl Shared {
+    pub(crate) fn stats(&self) -> Stats {
+        self.counters.snapshot()
+    }
+
+    /// Counts a record that passed the filters and numbers it.
+    pub(crate) fn accept(&self) -> u64 {
+        Counters::add(&self.counters.logged);
+        self.next_seq.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn lock_done(&self) -> MutexGuard<'_, Watermark> {
+        self.done.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits until every record logged before the call is finished (sent, failed or dropped),
+    /// or `deadline` passes. Returns whether everything was.
+    pub(crate) fn flush(&self, deadline: Instant) -> bool {
+        let target = self.next_seq.load(Ordering::SeqCst);
+        let mut done = self.lock_done();
+        loop {
+            if done.below >= target {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            done.wake_at = done.wake_at.min(target);
+            done = self
+                .progress
+                .wait_timeout(done, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    /// Counts record `seq` in `outcome` and marks it finished.
+    pub(crate) fn finish(&self, seq: u64, outcome: &AtomicU64) {
+        Counters::add(outcome);
+        if self.lock_done().finish(seq) {
+            self.progress.notify_all();
+        }
+    }
+
+    /// Tells the workers to give up what is left, now.
+    pub(crate) fn abandon(&self) {
+        self.abandon.store(true, Ordering::SeqCst);
+        let _done = self.lock_done();
+        self.progress.notify_all();
+    }
+
+    pub(crate) fn abandoned(&self) -> bool {
+        self.abandon.load(Ordering::SeqCst)
+    }
+
+    /// Sleeps for `wait`, unless the logger is abandoned first. Returns false if it was.
+    pub(crate) fn sleep(&self, wait: Duration) -> bool {
+        let deadline = deadline_after(wait);
+        let mut done = self.lock_done();
+        loop {
+            if self.abandoned() {
+                return false;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return true;
+            }
+            done = self
+                .progress
+                .wait_timeout(done, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    pub(crate) fn last_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn record_failure(&self, reason: String) {
+        let mut last = self.last_error.lock().unwrap_or_else(|e| e.into_inner());
+        self.losses
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .last_reason = Some(reason.clone());
+        *last = Some(reason);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    #[test]
+    fn the_watermark_waits_for_the_lowest_unfinished_record() {
+        let mut w = Watermark::default();
+        w.finish(1);
+        w.finish(3);
+        assert_eq!(w.below, 0, "record 0 is not finished");
+        w.finish(0);
+        assert_eq!(w.below, 2);
+        w.finish(2);
+        assert_eq!(w.below, 4);
+        assert!(w.above.is_empty());
+    }
+
+    #[test]
+    fn records_finished_while_the_oldest_is_held_up_take_constant_memory() {
+        let mut w = Watermark::default();
+        for seq in 1..100_000 {
+            w.finish(seq);
+        }
+        assert_eq!(w.above.len(), 1, "one merged range");
+        // Out of order around a gap, still merged.
+        for seq in [100_002, 100_004, 100_003, 100_001] {
+            w.finish(seq);
+        }
+        assert_eq!(w.above.len(), 2, "{:?}", w.above);
+        w.finish(100_000);
+        assert_eq!(w.above.len(), 1, "{:?}", w.above);
+        w.finish(0);
+        assert_eq!(w.below, 100_005);
+        assert!(w.above.is_empty());
+    }
+
+    #[test]
+    fn finish_wakes_a_flush_only_when_its_target_is_reached() {
+        let mut w = Watermark {
+            wake_at: 2,
+            ..Watermark::default()
+        };
+        assert!(!w.finish(0));
+        assert!(!w.finish(5));
+        assert!(w.finish(1), "below reached 2");
+        assert_eq!(w.wake_at, u64::MAX);
+        assert!(!w.finish(2), "no flush waits any more");
+    }
+
+    #[test]
+    fn flush_waits_for_every_earlier_record_not_just_a_count() {
+        let shared = Shared::default();
+        let (a, b) = (shared.accept(), shared.accept());
+        shared.finish(b, &shared.counters.sent);
+        assert!(
+            !shared.flush(Instant::now() + Duration::from_millis(20)),
+            "record a is still out"
+        );
+        shared.finish(a, &shared.counters.failed);
+        assert!(shared.flush(Instant::now()));
+        let stats = shared.stats();
+        assert_eq!(
+            (stats.logged, stats.sent, stats.failed, stats.queued),
+            (2, 1, 1, 0)
+        );
+    }
+
+    #[test]
+    fn abandon_wakes_a_sleeping_worker() {
+        let shared = Arc::new(Shared::default());
+        let s = shared.clone();
+        let sleeper = std::thread::spawn(move || s.sleep(Duration::MAX));
+        shared.abandon();
+        assert!(!sleeper.join().unwrap());
+    }
+}

@@ -1,0 +1,167 @@
+//! The background workers: they take records off the queue, encode and deliver them, retry what
+//! is transient (by the [retry policy](super::retry)), and report losses.
+
+use std::cell::Cell;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use crossbeam_channel::Receiver;
+
+use crate::delivery::progress::{LOSS_REPORT_INTERVAL, LossReport, Shared};
+use crate::delivery::retry::{Jitter, RetryPolicy};
+use crate::delivery::stats::Counters;
+use crate::transport::{Outcome, Transport};
+use crate::wire::fields::{Fields, RecordView, Statics};
+use crate::wire::record::Captured;
+
+thread_local! {
+    /// Set on the worker threads: anything they log (ureq, rustls, ourselves) is ignored.
+    static IN_WORKER: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether the calling thread is a worker of this crate.
+pub(crate) fn in_worker() -> bool {
+    IN_WORKER.try_with(Cell::get).unwrap_or(false)
+}
+
+/// The user's `map_record` hook.
+pub(crate) type MapRecord = Arc<dyn Fn(&mut Fields) + Send + Sync>;
+
+/// One worker: a thread with a connection of its own, taking records off the shared queue.
+pub(crate) struct Worker {
+    pub(crate) rx: Receiver<Captured>,
+    pub(crate) transport: Transport,
+    pub(crate) statics: Arc<Statics>,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) map_record: Option<MapRecord>,
+    pub(crate) max_record_bytes: usize,
+}
+
+impl Worker {
+    pub(crate) fn run(mut self) {
+        IN_WORKER.with(|w| w.set(true));
+        let mut jitter = Jitter::new();
+        while let Ok(rec) = self.rx.recv() {
+            let counters = &self.shared.counters;
+            if self.shared.abandoned() {
+                self.shared
+                    .record_failure("the logger shut down before it was sent".into());
+                self.shared.finish(rec.seq, &counters.failed);
+                continue;
+            }
+            match self.deliver(&rec, &mut jitter) {
+                Ok(()) => {
+                    // Before the record is marked finished, so a flush waits for the report.
+                    self.report_losses();
+                    self.shared.finish(rec.seq, &self.shared.counters.sent);
+                }
+                Err(reason) => {
+                    self.shared.record_failure(reason);
+                    self.shared.finish(rec.seq, &self.shared.counters.failed);
+                }
+            }
+        }
+    }
+
+    /// Encodes `rec` for the transport, through the `map_record` hook if there is one.
+    fn prepare(&mut self, rec: &Captured) -> Result<(), String> {
+        let view = RecordView {
+            rec,
+            statics: &self.statics,
+        };
+        let Some(map) = &self.map_record else {
+            self.transport.prepare(&view);
+            return Ok(());
+        };
+        let mut fields = Fields::collect(&view);
+        catch_unwind(AssertUnwindSafe(|| map(&mut fields)))
+            .map_err(|_| "the map_record hook panicked".to_owned())?;
+        self.transport.prepare(&fields);
+        Ok(())
+    }
+
+    /// Delivers one record, retrying what is transient within the retry policy.
+    fn deliver(&mut self, rec: &Captured, jitter: &mut Jitter) -> Result<(), String> {
+        self.prepare(rec)?;
+        let started = Instant::now();
+        let mut retries = 0;
+        loop {
+            match self.transport.send() {
+                Outcome::Delivered => return Ok(()),
+                Outcome::Rejected { reason } => return Err(reason),
+                Outcome::Transient {
+                    reason,
+                    retry_after,
+                } => {
+                    retries += 1;
+                    if retries > self.retry.attempts {
+                        return Err(format!("{reason} (out of retries)"));
+                    }
+                    let wait = retry_after.unwrap_or_else(|| self.retry.backoff(retries, jitter));
+                    // Saturating: `wait` may be a receiver's absurd `Retry-After`, and an
+                    // overflow here would panic the worker and stop all delivery.
+                    if started.elapsed().saturating_add(wait) > self.retry.budget {
+                        return Err(format!("{reason} (retry time budget spent)"));
+                    }
+                    Counters::add(&self.shared.counters.retried);
+                    if !self.shared.sleep(wait) {
+                        return Err(format!("{reason} (shut down before it could be retried)"));
+                    }
+                }
+            }
+        }
+    }
+
+    /// After a delivery: when records were lost since the last report, tell the receiver with
+    /// one WARNING record. It is not counted in [`Stats`]; if it cannot be sent, a later
+    /// delivery tries again. One worker reports at a time.
+    fn report_losses(&mut self) {
+        let Ok(mut losses) = self.shared.losses.try_lock() else {
+            return;
+        };
+        let c = &self.shared.counters;
+        let dropped = c.dropped.load(Ordering::Relaxed);
+        let failed = c.failed.load(Ordering::Relaxed);
+        let (new_dropped, new_failed) = (dropped - losses.dropped, failed - losses.failed);
+        if new_dropped + new_failed == 0
+            || losses
+                .last_sent
+                .is_some_and(|t| t.elapsed() < LOSS_REPORT_INTERVAL)
+        {
+            return;
+        }
+        let mut msg = format!(
+            "http-logger lost {} records: {new_dropped} dropped (queue full), {new_failed} failed",
+            new_dropped + new_failed
+        );
+        if let (true, Some(reason)) = (new_failed > 0, &losses.last_reason) {
+            msg.push_str(&format!(" (last error: {reason})"));
+        }
+        let notice = Captured::capture(
+            &log::Record::builder()
+                .args(format_args!("{msg}"))
+                .level(log::Level::Warn)
+                .target("http_logger")
+                .module_path_static(Some(module_path!()))
+                .file_static(Some(file!()))
+                .line(Some(line!()))
+                .build(),
+            self.max_record_bytes,
+        );
+        self.transport.prepare(&RecordView {
+            rec: &notice,
+            statics: &self.statics,
+        });
+        if self.transport.send() == Outcome::Delivered {
+            *losses = LossReport {
+                dropped,
+                failed,
+                last_reason: None,
+                last_sent: Some(Instant::now()),
+            };
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! The encodings of the fields: a form (a POST body or a GET query) or one JSON object.
+
+use serde::ser::{Serialize, SerializeMap, Serializer};
+
+use crate::wire::fields::FieldSource;
+
+/// Fields serialized as one map, in order.
+struct AsMap<'a>(&'a dyn FieldSource);
+
+impl Serialize for AsMap<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        let mut result = Ok(());
+        self.0.for_each_field(&mut |key, value| {
+            if result.is_ok() {
+                result = map.serialize_entry(key, value);
+            }
+        });
+        result?;
+        map.end()
+    }
+}
+
+/// Appends the fields, form-urlencoded, to `out`, right after what it holds.
+pub(crate) fn encode_form(source: &dyn FieldSource, out: &mut String) {
+    let start = out.len();
+    let mut form = form_urlencoded::Serializer::for_suffix(out, start);
+    // Serializing string pairs into a String cannot fail.
+    let _ = AsMap(source).serialize(serde_urlencoded::Serializer::new(&mut form));
+    form.finish();
+}
+
+/// Writes the fields as one JSON object (every value a string) to `out`.
+pub(crate) fn encode_json(source: &dyn FieldSource, out: &mut Vec<u8>) {
+    out.clear();
+    // Serializing string pairs into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, &AsMap(source));
+}
+
+#[cfg(test)]
+mod tests {
+    use log::kv;
+
+    use super::*;
+    use crate::wire::fields::RecordView;
+    use crate::wire::fields::fixtures::{captured, fields, statics};
+
+    #[test]
+    fn form_encoding_round_trips_special_characters() {
+        let nasty =
+            "h\u{e9}llo \u{4e16}\u{754c} & a=b %41 +plus ~tilde/slash \"q\" \r\n\0 \u{1F600}";
+        let kvs = [("k&=", kv::Value::from(nasty))];
+        let rec = captured(&kvs, Some("src/lib.rs"), Some("app"));
+        let mut body = String::new();
+        encode_form(
+            &RecordView {
+                rec: &rec,
+                statics: &statics(),
+            },
+            &mut body,
+        );
+        assert!(
+            body.starts_with("name=app%3A%3Anet&msg=a+x+b+3&args=%28%29&levelname=WARNING&"),
+            "{body}"
+        );
+        let decoded: Vec<(String, String)> = form_urlencoded::parse(body.as_bytes())
+            .into_owned()
+            .collect();
+        assert_eq!(decoded, fields(&rec, &statics()));
+        assert_eq!(
+            decoded.last().map(|(k, v)| (k.as_str(), v.as_str())),
+            Some(("k&=", nasty))
+        );
+    }
+
+    #[test]
+    fn json_is_one_object_of_the_same_fields_in_order() {
+        let kvs = [
+            ("user", kv::Value::from("ann \"q\" \n")),
+            ("name", kv::Value::from(1)),
+        ];
+        let rec = captured(&kvs, Some("src/lib.rs"), Some("app"));
+        let view = RecordView {
+            rec: &rec,
+            statics: &statics(),
+        };
+        let mut body = Vec::new();
+        encode_json(&view, &mut body);
+        let text = String::from_utf8(body.clone()).unwrap();
+        assert!(
+            text.starts_with(r#"{"name":"app::net","msg":"a x b 3","args":"()","#),
+            "{text}"
+        );
+        let parsed: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(&body).unwrap();
+        let got: Vec<(String, String)> = parsed
+            .into_iter()
+            .map(|(k, v)| (k, v.as_str().unwrap().to_owned()))
+            .collect();
+        let mut want = fields(&rec, &statics());
+        want.sort();
+        let mut got_sorted = got.clone();
+        got_sorted.sort();
+        assert_eq!(got_sorted, want);
+    }
+
+    #[test]
+    fn form_encoding_appends_after_a_query() {
+        let kvs: &[(&str, &str)] = &[];
+        let rec = captured(&kvs, None, None);
+        let view = RecordView {
+            rec: &rec,
+            statics: &statics(),
+        };
+        let mut url = String::from("http://h/log?src=app&");
+        encode_form(&view, &mut url);
+        assert!(
+            url.starts_with("http://h/log?src=app&name=app%3A%3Anet&msg="),
+            "{url}"
+        );
+        let mut url = String::from("http://h/log?");
+        encode_form(&view, &mut url);
+        assert!(url.starts_with("http://h/log?name="), "{url}");
+    }
+}
