@@ -5,16 +5,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
-use ureq::http::{HeaderName, HeaderValue};
+use ureq_proto::http::{HeaderName, HeaderValue, header};
 
 use crate::delivery::progress::Shared;
 use crate::delivery::retry::RetryPolicy;
 use crate::delivery::worker::{MapRecord, Worker};
 use crate::error::{Error, ErrorKind};
 use crate::logger::{HttpLogger, Overflow};
+use crate::transport::conn::TlsTarget;
 use crate::transport::endpoint::Endpoint;
-use crate::transport::{Transport, TransportConfig};
+use crate::transport::{Transport, TransportConfig, tls};
 use crate::wire::Method;
+use crate::wire::encode::Encoding;
 use crate::wire::fields::{Fields, Statics};
 use crate::wire::record::now_ns;
 
@@ -261,6 +263,12 @@ impl Builder {
     /// HTTP token and a value holding CR, LF or NUL. An `Authorization` header counts as
     /// credentials (see [`credentials`](Builder::credentials)).
     ///
+    /// Every header value is treated as a secret, as credentials are: it is in no `Debug`, no
+    /// error, and no log record of the crate or of its HTTP stack, at any level. (ureq-proto,
+    /// which writes each request, dumps what it writes at `TRACE` to whatever logger the
+    /// program installed: it only ever writes a placeholder, which is replaced by the value in
+    /// the crate's own send buffer.)
+    ///
     /// Defaults to none.
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Builder {
         self.headers.push((name.into(), value.into()));
@@ -464,7 +472,7 @@ impl Builder {
     pub fn build(self) -> Result<HttpLogger, Error> {
         let endpoint = Endpoint::parse(&self.host, &self.url, self.secure)?;
         let headers = self.checked_headers()?;
-        let tls = self.checked_tls()?;
+        let tls = self.checked_tls(&endpoint)?;
         let filter = self.checked_filter()?;
         let config_error = |message: &str| Err(Error::new(ErrorKind::InvalidConfig, message));
         if self.queue_capacity == 0 {
@@ -473,9 +481,16 @@ impl Builder {
         if !(1..=MAX_CONNECTIONS).contains(&self.connections) {
             return config_error("invalid connections: it must be from 1 to 64");
         }
-        if self.json && self.method == Method::Get {
-            return config_error("json(true) needs Method::Post: a GET has no body");
-        }
+        let encoding = match (self.method, self.json) {
+            (Method::Post, false) => Encoding::Form,
+            (Method::Post, true) => Encoding::Json,
+            (Method::Get, false) => Encoding::Query {
+                prefix: format!("{}{}", endpoint.target, endpoint.query_separator),
+            },
+            (Method::Get, true) => {
+                return config_error("json(true) needs Method::Post: a GET has no body");
+            }
+        };
         let statics = Arc::new(Statics {
             process: std::process::id().to_string(),
             process_name: self.process_name.clone().unwrap_or_else(program_name),
@@ -484,21 +499,24 @@ impl Builder {
                 .then(|| gethostname::gethostname().to_string_lossy().into_owned()),
             start_ns: now_ns(),
         });
-        let transport = TransportConfig {
-            endpoint: endpoint.clone(),
-            method: self.method,
-            headers,
+        let transport = TransportConfig::new(
+            endpoint.clone(),
+            encoding.method(),
+            encoding.content_type(),
+            &headers,
             tls,
-            connect_timeout: self.connect_timeout,
-            timeout: self.timeout,
-            json: self.json,
-        };
+            self.connect_timeout,
+            self.timeout,
+        )
+        .map_err(|reason| Error::new(ErrorKind::InvalidConfig, reason))?;
         let (tx, rx) = crossbeam_channel::bounded(self.queue_capacity);
         let shared = Arc::new(Shared::default());
         for _ in 0..self.connections {
             let worker = Worker {
                 rx: rx.clone(),
                 transport: Transport::new(transport.clone()),
+                encoding: encoding.clone(),
+                payload: Vec::new(),
                 statics: statics.clone(),
                 shared: shared.clone(),
                 retry: self.retry,
@@ -577,71 +595,23 @@ impl Builder {
         Ok(filter.build())
     }
 
-    fn checked_tls(&self) -> Result<Option<ureq::tls::TlsConfig>, Error> {
-        use ureq::tls::{Certificate, ClientCert, PemItem, PrivateKey, RootCerts, TlsConfig};
-        let tls_error = |message: &str| Error::new(ErrorKind::Tls, message);
+    fn checked_tls(&self, endpoint: &Endpoint) -> Result<Option<TlsTarget>, Error> {
         let has_settings = !self.root_certificates.is_empty() || self.client_certificate.is_some();
         if !self.secure {
             return if has_settings {
-                Err(tls_error(
+                Err(Error::new(
+                    ErrorKind::Tls,
                     "TLS settings (add_root_certificate, client_certificate) need secure(true)",
                 ))
             } else {
                 Ok(None)
             };
         }
-        let certificates = |pem: &[u8], what: &str| -> Result<Vec<Certificate<'static>>, Error> {
-            let mut certs = Vec::new();
-            for item in ureq::tls::parse_pem(pem) {
-                match item {
-                    Ok(PemItem::Certificate(cert)) => certs.push(cert),
-                    Ok(_) => {}
-                    Err(e) => {
-                        return Err(
-                            tls_error(&format!("invalid PEM given to {what}")).with_source(e)
-                        );
-                    }
-                }
-            }
-            if certs.is_empty() {
-                return Err(tls_error(&format!(
-                    "no certificate in the PEM given to {what}"
-                )));
-            }
-            Ok(certs)
-        };
-        // The provider ureq uses, pinned so that the checks below and ureq agree even when the
-        // program installs another process-default provider.
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = TlsConfig::builder().unversioned_rustls_crypto_provider(provider.clone());
-        if !self.root_certificates.is_empty() {
-            let mut roots = Vec::new();
-            for pem in &self.root_certificates {
-                roots.extend(certificates(pem, "add_root_certificate")?);
-            }
-            // ureq skips a root it cannot parse, and every record would then fail: refuse it.
-            let mut store = rustls::RootCertStore::empty();
-            for root in &roots {
-                let der = rustls::pki_types::CertificateDer::from(root.der().to_vec());
-                store.add(der).map_err(|e| {
-                    tls_error("invalid certificate in the PEM given to add_root_certificate")
-                        .with_source(e)
-                })?;
-            }
-            config = config.root_certs(RootCerts::new_with_certs(&roots));
-        }
-        if let Some((chain, key_pem)) = &self.client_certificate {
-            let chain = certificates(chain, "client_certificate")?;
-            // The key's own error could quote key material: keep only our message.
-            let key = PrivateKey::from_pem(key_pem).map_err(|_| {
-                tls_error("no valid private key in the PEM given to client_certificate")
-            })?;
-            // ureq builds its rustls config on the worker thread, at the first send, and
-            // panics if rustls refuses the certificate and key: check them here, as rustls will.
-            check_client_certificate(&chain, key_pem, &provider)?;
-            config = config.client_cert(Some(ClientCert::new_with_certs(&chain, key)));
-        }
-        Ok(Some(config.build()))
+        let client = self
+            .client_certificate
+            .as_ref()
+            .map(|(chain, key)| (&chain[..], &key[..]));
+        tls::target(&endpoint.host, &self.root_certificates, client).map(Some)
     }
 
     fn checked_headers(&self) -> Result<Vec<(HeaderName, HeaderValue)>, Error> {
@@ -659,7 +629,7 @@ impl Builder {
                     format!("invalid value for header {name:?}: it holds CR, LF, NUL or another control character"),
                 )
             })?;
-            if header_name == ureq::http::header::AUTHORIZATION {
+            if header_name == header::AUTHORIZATION {
                 header_value.set_sensitive(true);
             }
             headers.push((header_name, header_value));
@@ -670,11 +640,9 @@ impl Builder {
             let mut value = HeaderValue::from_str(&format!("Basic {token}"))
                 .expect("base64 is a valid header value");
             value.set_sensitive(true);
-            headers.push((ureq::http::header::AUTHORIZATION, value));
+            headers.push((header::AUTHORIZATION, value));
         }
-        let has_auth = headers
-            .iter()
-            .any(|(n, _)| *n == ureq::http::header::AUTHORIZATION);
+        let has_auth = headers.iter().any(|(n, _)| *n == header::AUTHORIZATION);
         if has_auth && !self.secure && !self.credentials_over_http {
             return Err(Error::new(
                 ErrorKind::InsecureCredentials,
@@ -683,38 +651,6 @@ impl Builder {
         }
         Ok(headers)
     }
-}
-
-/// Whether rustls accepts this chain and key for client authentication, without ever quoting
-/// the key.
-fn check_client_certificate(
-    chain: &[ureq::tls::Certificate<'static>],
-    key_pem: &[u8],
-    provider: &rustls::crypto::CryptoProvider,
-) -> Result<(), Error> {
-    use rustls::pki_types::pem::PemObject as _;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let chain = chain
-        .iter()
-        .map(|c| CertificateDer::from(c.der().to_vec()))
-        .collect();
-    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|_| {
-        Error::new(
-            ErrorKind::Tls,
-            "no valid private key in the PEM given to client_certificate",
-        )
-    })?;
-    let message = match rustls::sign::CertifiedKey::from_der(chain, key, provider) {
-        Ok(_) => return Ok(()),
-        Err(rustls::Error::InconsistentKeys(_)) => {
-            "the private key given to client_certificate is not the certificate's key"
-        }
-        Err(rustls::Error::InvalidCertificate(_)) => {
-            "invalid certificate in the PEM given to client_certificate"
-        }
-        Err(_) => "no valid private key in the PEM given to client_certificate",
-    };
-    Err(Error::new(ErrorKind::Tls, message))
 }
 
 /// The running executable's file name, as `processName`.

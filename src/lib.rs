@@ -71,9 +71,10 @@
 //! the program and waiting at most the shutdown timeout. A process killed by a signal loses
 //! its queue.
 //!
-//! The worker's own records, and those of its HTTP stack (targets `ureq`, `ureq_proto`,
-//! `rustls`, `http_logger`), are never sent: ureq logs request heads at TRACE, credentials
-//! included.
+//! The worker's own records, and those of its HTTP stack (targets `ureq_proto`, `rustls`,
+//! `http_logger`), are never sent: ureq-proto dumps every byte it writes at TRACE. Nor does
+//! any header value given to the builder (credentials included) reach ureq-proto's dump, for
+//! this logger or any other: see [`Builder::header`].
 //!
 //! # Feature flags
 //!
@@ -86,7 +87,7 @@
 //!
 //! # Minimum supported Rust version
 //!
-//! Rust 1.85 (edition 2024), as ureq 3 requires.
+//! Rust 1.85 (edition 2024), as ureq-proto requires.
 
 #![deny(missing_docs)]
 #![deny(unsafe_code)]

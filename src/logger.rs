@@ -97,9 +97,9 @@ extern "C" fn exit_hook() {
     });
 }
 
-/// Targets whose records are never sent: our own, and our HTTP stack's (ureq dumps request
-/// heads, `Authorization` included, at TRACE).
-const OWN_STACK: [&str; 4] = ["http_logger", "ureq", "ureq_proto", "rustls"];
+/// Targets whose records are never sent: our own, and our HTTP stack's (ureq-proto dumps the
+/// bytes it writes and reads at TRACE, rustls tells of its handshakes).
+const OWN_STACK: [&str; 3] = ["http_logger", "ureq_proto", "rustls"];
 
 fn is_own_stack(target: &str) -> bool {
     OWN_STACK.iter().any(|own| {
@@ -234,8 +234,7 @@ mod tests {
     #[test]
     fn own_stack_targets_are_recognised_by_whole_segment() {
         for t in [
-            "ureq",
-            "ureq::pool",
+            "ureq_proto",
             "ureq_proto::client",
             "rustls::conn",
             "http_logger",
@@ -243,8 +242,9 @@ mod tests {
             assert!(is_own_stack(t), "{t}");
         }
         for t in [
-            "ureqx",
-            "my_app::ureq",
+            "ureq",
+            "ureq_protox",
+            "my_app::ureq_proto",
             "rustlsish",
             "http_logger_ext",
             "app",

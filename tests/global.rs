@@ -45,7 +45,7 @@ fn child(scenario: &str, host: &str) {
                 log::error!("record {i}");
             }
         }
-        // init twice, stats before and after, and a record at TRACE with ureq logging at
+        // init twice, stats before and after, and a record at TRACE with ureq-proto logging at
         // TRACE on the worker: only our records reach the receiver.
         "init-twice" => {
             assert!(http_logger::stats().is_none(), "no stats before init");
@@ -107,6 +107,44 @@ fn child(scenario: &str, host: &str) {
             log::debug!(target: "app::db", "db debug: kept");
             log::trace!(target: "app::db", "db trace: dropped");
         }
+        // Console (stdout, every record with its thread) beside two HTTPS loggers with secrets,
+        // all at TRACE through fern: what the console gets is checked by the parent.
+        "secrets" => {
+            use std::io::Write as _;
+            let ca = std::env::var("HTTP_LOGGER_CA_PEM").expect("HTTP_LOGGER_CA_PEM");
+            let https = |b: http_logger::Builder| {
+                b.secure(true)
+                    .add_root_certificate(&ca)
+                    .level(log::LevelFilter::Trace)
+                    .build()
+                    .expect("build")
+            };
+            let basic = https(
+                HttpLogger::builder(host, "/basic")
+                    .credentials("user", SECRETS[0])
+                    .header("X-Api-Key", SECRETS[1]),
+            );
+            let bearer = https(
+                HttpLogger::builder(host, "/bearer")
+                    .bearer_token(SECRETS[2])
+                    .header("X-Custom", SECRETS[3]),
+            );
+            fern::Dispatch::new()
+                .level(log::LevelFilter::Trace)
+                .chain(fern::Output::call(|record| {
+                    let thread = format!("{:?}", std::thread::current().id());
+                    let line = format!("{thread} {} {}\n", record.target(), record.args());
+                    let _ = std::io::stdout().lock().write_all(line.as_bytes());
+                }))
+                .chain(Box::new(basic) as Box<dyn log::Log>)
+                .chain(Box::new(bearer) as Box<dyn log::Log>)
+                .apply()
+                .expect("fern");
+            for i in 0..5 {
+                log::info!(target: "app", "record {i}");
+            }
+            log::logger().flush();
+        }
         other => panic!("unknown scenario {other}"),
     }
 }
@@ -162,6 +200,94 @@ fn run_child_with(scenario: &str, host: &str, env: &[(&str, &str)]) -> Outcome {
         code: status.code(),
         stdout,
         stderr,
+    }
+}
+
+/// The secrets of the "secrets" scenario: a password, two header values, a bearer token.
+const SECRETS: [&str; 4] = [
+    "p\u{e4}ssword-SECRET-1",
+    "key-SECRET-2",
+    "token-SECRET-3",
+    "custom-SECRET-4",
+];
+
+/// The bytes of the hex dumps in `lines` (`<thread> <target> <message>`), one byte string per
+/// thread in the order printed: a dump row is 16 bytes as 8 groups of 4 hex digits (`--` past
+/// the end), then the same bytes as text.
+fn hex_dumped(lines: &str) -> Vec<Vec<u8>> {
+    let mut by_thread: std::collections::BTreeMap<&str, Vec<u8>> = Default::default();
+    for line in lines.lines() {
+        let mut parts = line.splitn(3, ' ');
+        let (Some(thread), Some(_target), Some(msg)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        let groups: Vec<&str> = msg.split(' ').take(8).collect();
+        let is_row = groups.len() == 8
+            && groups
+                .iter()
+                .all(|g| g.len() == 4 && g.chars().all(|c| c.is_ascii_hexdigit() || c == '-'));
+        if !is_row {
+            continue;
+        }
+        let bytes = by_thread.entry(thread).or_default();
+        for group in groups {
+            for pair in [&group[..2], &group[2..]] {
+                if let Ok(b) = u8::from_str_radix(pair, 16) {
+                    bytes.push(b);
+                }
+            }
+        }
+    }
+    by_thread.into_values().collect()
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+fn no_secret_reaches_any_logger_at_trace_over_https() {
+    use base64::Engine as _;
+    let ca = support::certs::Ca::new("secrets CA");
+    let leaf = ca.server(&["127.0.0.1"]);
+    let server = Server::start_tls(support::certs::server_config(&leaf));
+    let out = run_child_with(
+        "secrets",
+        &server.host(),
+        &[("HTTP_LOGGER_CA_PEM", &ca.pem())],
+    );
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    // The records went, with the real values: the receiver saw them.
+    let got = server.recv_n(10, Duration::from_secs(5));
+    assert_eq!(got.len(), 10, "5 records to each logger");
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("user:{}", SECRETS[0]))
+    );
+    for r in &got {
+        let (auth, key) = match r.path() {
+            "/basic" => (basic.clone(), ("x-api-key", SECRETS[1])),
+            _ => (format!("Bearer {}", SECRETS[2]), ("x-custom", SECRETS[3])),
+        };
+        assert_eq!(r.header("authorization"), Some(auth.as_str()), "{r:?}");
+        assert_eq!(r.header(key.0), Some(key.1), "{r:?}");
+    }
+    // The console got the HTTP stack's TRACE dumps of those requests...
+    let dumps = hex_dumped(&out.stdout);
+    let dumped: Vec<u8> = dumps.concat();
+    assert!(contains(&dumped, b"POST /basic HTTP/1.1"), "{}", out.stdout);
+    assert!(contains(&dumped, b"authorization: "), "{}", out.stdout);
+    // ...and no secret, no Basic token, raw or hex-dumped.
+    let token = basic.trim_start_matches("Basic ").to_owned();
+    for secret in SECRETS.iter().copied().chain([token.as_str()]) {
+        assert!(!out.stdout.contains(secret), "{secret:?} on the console");
+        assert!(!out.stderr.contains(secret), "{secret:?} on stderr");
+        for dump in &dumps {
+            assert!(
+                !contains(dump, secret.as_bytes()),
+                "{secret:?} in a hex dump"
+            );
+        }
     }
 }
 
@@ -272,7 +398,11 @@ fn main() {
         child(&scenario, &host);
         return;
     }
-    let tests: [(&str, fn()); 6] = [
+    let tests: [(&str, fn()); 7] = [
+        (
+            "no_secret_reaches_any_logger_at_trace_over_https",
+            no_secret_reaches_any_logger_at_trace_over_https,
+        ),
         (
             "delivers_at_exit_behind_fern_and_log4rs",
             delivers_at_exit_behind_fern_and_log4rs,

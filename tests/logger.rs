@@ -296,7 +296,7 @@ fn the_level_filter_and_own_stack_targets_are_respected() {
     let server = Server::start();
     let logger = logger(&server, "/", Method::Post);
     log::trace!(logger: logger, "below the level");
-    log::info!(logger: logger, target: "ureq::unversioned", "ureq's own record");
+    log::info!(logger: logger, target: "ureq_proto::client", "ureq-proto's own record");
     log::info!(logger: logger, target: "rustls::client", "rustls's own record");
     log::info!(logger: logger, target: "http_logger", "our own record");
     log::info!(logger: logger, "kept");
@@ -312,7 +312,7 @@ fn the_level_filter_and_own_stack_targets_are_respected() {
         !logger.enabled(
             &log::Metadata::builder()
                 .level(log::Level::Error)
-                .target("ureq")
+                .target("ureq_proto")
                 .build()
         )
     );

@@ -80,7 +80,7 @@ pub(crate) const LOSS_REPORT_INTERVAL: Duration = Duration::from_secs(1);
 #[derive(Debug, Default)]
 pub(crate) struct Shared {
     pub(crate) counters: Counters,
-    /// The next record's sequence number.
+    /// The next record's sequence number, which is also how many were logged.
     next_seq: AtomicU64,
     /// Set when the logger shuts down and its timeout has passed: give up what is left.
     abandon: AtomicBool,
@@ -93,13 +93,12 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub(crate) fn stats(&self) -> Stats {
-        self.counters.snapshot()
+        self.counters.snapshot(&self.next_seq)
     }
 
-    /// Counts a record that passed the filters and numbers it.
+    /// Numbers a record that passed the filters: its number counts it in `logged`.
     pub(crate) fn accept(&self) -> u64 {
-        Counters::add(&self.counters.logged);
-        self.next_seq.fetch_add(1, Ordering::Relaxed)
+        self.next_seq.fetch_add(1, Ordering::AcqRel)
     }
 
     fn lock_done(&self) -> MutexGuard<'_, Watermark> {

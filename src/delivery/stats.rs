@@ -41,7 +41,6 @@ pub struct Stats {
 /// The live counters behind [`Stats`].
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
-    pub(crate) logged: AtomicU64,
     pub(crate) sent: AtomicU64,
     pub(crate) dropped: AtomicU64,
     pub(crate) failed: AtomicU64,
@@ -54,13 +53,15 @@ impl Counters {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn snapshot(&self) -> Stats {
+    /// The counters, with `logged` read from `logged` (the next record's sequence number: as
+    /// many records were logged as were numbered).
+    pub(crate) fn snapshot(&self, logged: &AtomicU64) -> Stats {
         // Read the outcomes before `logged`: a record is counted in `logged` before any outcome,
         // so `queued` never goes below zero.
         let sent = self.sent.load(Ordering::Acquire);
         let dropped = self.dropped.load(Ordering::Acquire);
         let failed = self.failed.load(Ordering::Acquire);
-        let logged = self.logged.load(Ordering::Acquire);
+        let logged = logged.load(Ordering::Acquire);
         Stats {
             logged,
             sent,

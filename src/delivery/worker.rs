@@ -10,14 +10,15 @@ use std::time::Instant;
 use crossbeam_channel::Receiver;
 
 use crate::delivery::progress::{LOSS_REPORT_INTERVAL, LossReport, Shared};
-use crate::delivery::retry::{Jitter, RetryPolicy};
+use crate::delivery::retry::{Decision, Jitter, RetryPolicy, decide};
 use crate::delivery::stats::Counters;
-use crate::transport::{Outcome, Transport};
-use crate::wire::fields::{Fields, RecordView, Statics};
+use crate::transport::Transport;
+use crate::wire::encode::Encoding;
+use crate::wire::fields::{FieldSource, Fields, RecordView, Statics};
 use crate::wire::record::Captured;
 
 thread_local! {
-    /// Set on the worker threads: anything they log (ureq, rustls, ourselves) is ignored.
+    /// Set on the worker threads: anything they log (ureq-proto, rustls, ourselves) is ignored.
     static IN_WORKER: Cell<bool> = const { Cell::new(false) };
 }
 
@@ -33,6 +34,9 @@ pub(crate) type MapRecord = Arc<dyn Fn(&mut Fields) + Send + Sync>;
 pub(crate) struct Worker {
     pub(crate) rx: Receiver<Captured>,
     pub(crate) transport: Transport,
+    pub(crate) encoding: Encoding,
+    /// The payload being sent, reused from one record to the next.
+    pub(crate) payload: Vec<u8>,
     pub(crate) statics: Arc<Statics>,
     pub(crate) shared: Arc<Shared>,
     pub(crate) retry: RetryPolicy,
@@ -73,13 +77,13 @@ impl Worker {
             statics: &self.statics,
         };
         let Some(map) = &self.map_record else {
-            self.transport.prepare(&view);
+            self.encoding.encode(&view, &mut self.payload);
             return Ok(());
         };
         let mut fields = Fields::collect(&view);
         catch_unwind(AssertUnwindSafe(|| map(&mut fields)))
             .map_err(|_| "the map_record hook panicked".to_owned())?;
-        self.transport.prepare(&fields);
+        self.encoding.encode(&fields, &mut self.payload);
         Ok(())
     }
 
@@ -87,12 +91,17 @@ impl Worker {
     fn deliver(&mut self, rec: &Captured, jitter: &mut Jitter) -> Result<(), String> {
         self.prepare(rec)?;
         let started = Instant::now();
-        let mut retries = 0;
+        let (mut retries, mut unusable) = (0, 0);
         loop {
-            match self.transport.send() {
-                Outcome::Delivered => return Ok(()),
-                Outcome::Rejected { reason } => return Err(reason),
-                Outcome::Transient {
+            match decide(self.transport.send(&self.payload), unusable) {
+                Decision::Delivered => return Ok(()),
+                Decision::Reject { reason } => return Err(reason),
+                Decision::Resend { .. } => {
+                    // At once, on a new connection (the transport closed the old one).
+                    unusable += 1;
+                    Counters::add(&self.shared.counters.retried);
+                }
+                Decision::Retry {
                     reason,
                     retry_after,
                 } => {
@@ -151,11 +160,12 @@ impl Worker {
                 .build(),
             self.max_record_bytes,
         );
-        self.transport.prepare(&RecordView {
+        let view: &dyn FieldSource = &RecordView {
             rec: &notice,
             statics: &self.statics,
-        });
-        if self.transport.send() == Outcome::Delivered {
+        };
+        self.encoding.encode(view, &mut self.payload);
+        if decide(self.transport.send(&self.payload), 0) == Decision::Delivered {
             *losses = LossReport {
                 dropped,
                 failed,

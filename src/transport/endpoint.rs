@@ -1,15 +1,24 @@
-//! Where records go: the `host` and `url` given to the builder, checked once at build time.
+//! Where records go: the `host` and `url` given to the builder, checked and taken apart once at
+//! build time.
 
 use crate::error::{Error, ErrorKind};
 
 /// A checked destination: `scheme://host[:port]url`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Endpoint {
-    /// The full url records are sent to, without the fields.
+    /// The full url records are sent to, without the fields: for messages and `Debug`.
     pub(crate) base: String,
     /// The separator before the fields of a GET: `&` when `url` already holds a `?` (Python's
     /// rule), else `?`.
     pub(crate) query_separator: char,
+    /// The request target: `url`, a path with its query.
+    pub(crate) target: String,
+    /// The host without brackets: a name to look up, or an IP address.
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    /// The `Host` header: the host as given, with the port unless it is the scheme's default.
+    pub(crate) host_header: String,
+    pub(crate) secure: bool,
 }
 
 impl Endpoint {
@@ -19,7 +28,7 @@ impl Endpoint {
         check_url(url)?;
         let scheme = if secure { "https" } else { "http" };
         let base = format!("{scheme}://{host}{url}");
-        if let Err(e) = base.parse::<ureq::http::Uri>() {
+        if let Err(e) = base.parse::<ureq_proto::http::Uri>() {
             return Err(Error::new(
                 ErrorKind::InvalidUrl,
                 format!("invalid url {url:?} for host {host:?}"),
@@ -27,10 +36,41 @@ impl Endpoint {
             .with_source(e));
         }
         let query_separator = if url.contains('?') { '&' } else { '?' };
+        let default_port = if secure { 443 } else { 80 };
+        let (name, port) = split_port(host);
+        let port = port.map_or(default_port, |p| p.parse().unwrap_or(default_port));
+        let host_header = if port == default_port {
+            name.to_owned()
+        } else {
+            format!("{name}:{port}")
+        };
         Ok(Endpoint {
             base,
             query_separator,
+            target: url.to_owned(),
+            host: name
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
+            port,
+            host_header,
+            secure,
         })
+    }
+}
+
+/// `host` (already checked) as its name and its port, if it has one.
+fn split_port(host: &str) -> (&str, Option<&str>) {
+    if host.starts_with('[') {
+        match host.rsplit_once("]:") {
+            Some((v6, port)) => (&host[..v6.len() + 1], Some(port)),
+            None => (host, None),
+        }
+    } else {
+        match host.split_once(':') {
+            Some((name, port)) => (name, Some(port)),
+            None => (host, None),
+        }
     }
 }
 
@@ -170,6 +210,29 @@ mod tests {
         );
         let secure = Endpoint::parse("example.com", "/x", true).unwrap();
         assert_eq!(secure.base, "https://example.com/x");
+    }
+
+    #[test]
+    fn the_parts_are_taken_apart_once() {
+        let e = ok("[::1]:8000", "/log?a=1");
+        assert_eq!(
+            (e.host.as_str(), e.port, e.host_header.as_str()),
+            ("::1", 8000, "[::1]:8000")
+        );
+        assert_eq!(e.target, "/log?a=1");
+        let e = ok("logs.internal:80", "/");
+        assert_eq!((e.host.as_str(), e.port), ("logs.internal", 80));
+        assert_eq!(
+            e.host_header, "logs.internal",
+            "the default port is not written"
+        );
+        let e = Endpoint::parse("[::1]", "/", true).unwrap();
+        assert_eq!(
+            (e.host.as_str(), e.port, e.host_header.as_str()),
+            ("::1", 443, "[::1]")
+        );
+        let e = Endpoint::parse("example.com:8443", "/", true).unwrap();
+        assert_eq!(e.host_header, "example.com:8443");
     }
 
     #[test]

@@ -1,317 +1,243 @@
-//! One HTTP request per record over a kept-alive connection, and what its outcome means: plain
-//! `http://` through our own HTTP/1.1 client ([`http1`]), `https://` through ureq.
+//! The transport: how a request reaches the receiver. The endpoint, checked and taken apart
+//! once ([`endpoint`]); name resolution ([`resolve`]); TLS settings ([`tls`]); the connection,
+//! its deadlines and its check before reuse ([`conn`]); one HTTP/1.1 exchange framed and
+//! parsed by ureq-proto ([`exchange`]). It says what happened to a request; what to do about
+//! it is the [retry policy](crate::delivery::retry)'s to decide.
 
-use std::net::{IpAddr, SocketAddr};
-use std::sync::Mutex;
+use std::fmt;
+use std::io;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant};
 
-use ureq::http::{HeaderName, HeaderValue};
-// ureq's `unversioned` API (not under semver: Cargo.toml pins ureq to 3.5.x) is the only way to
-// give it a resolver.
-use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
-use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
+use ureq_proto::http::{HeaderName, HeaderValue};
 
+use crate::deadline::deadline_after;
+use crate::transport::conn::{Conn, OpenError, TlsTarget, io_reason, is_timeout};
 use crate::transport::endpoint::Endpoint;
-use crate::transport::http1::{Http1, USER_AGENT};
+use crate::transport::exchange::{ReadError, Template, read_answer};
+use crate::transport::resolve::Peer;
 use crate::wire::Method;
-use crate::wire::encode::{encode_form, encode_json};
-use crate::wire::fields::FieldSource;
 
+pub(crate) mod conn;
 pub(crate) mod endpoint;
-mod http1;
+pub(crate) mod exchange;
+pub(crate) mod resolve;
+pub(crate) mod tls;
 
-/// The most of a response body read (and thrown away) so the connection can be reused.
-const MAX_RESPONSE_BODY: u64 = 64 * 1024;
+pub(crate) use exchange::Answer;
 
-/// ureq resolves the host before every request, kept-alive connection or not, and with a
-/// timeout set it starts a thread for each lookup. An IP address needs no lookup; a name is
-/// looked up again at most once per [`RESOLVE_TTL`], so a receiver that moves is found again.
-#[derive(Debug, Default)]
-struct CachingResolver {
-    inner: DefaultResolver,
-    cache: Mutex<Option<(Instant, ResolvedSocketAddrs)>>,
-}
-
-/// How long a looked-up address is reused, by either client: a receiver that moves is found
-/// again within this time.
-pub(crate) const RESOLVE_TTL: Duration = Duration::from_secs(5);
-
-impl Resolver for CachingResolver {
-    fn resolve(
-        &self,
-        uri: &ureq::http::Uri,
-        config: &ureq::config::Config,
-        timeout: NextTimeout,
-    ) -> Result<ResolvedSocketAddrs, ureq::Error> {
-        if let Some(authority) = uri.authority() {
-            let host = authority
-                .host()
-                .trim_start_matches('[')
-                .trim_end_matches(']');
-            if let Ok(ip) = host.parse::<IpAddr>() {
-                let https = uri.scheme_str() == Some("https");
-                let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
-                let mut addrs = self.empty();
-                addrs.push(SocketAddr::new(ip, port));
-                return Ok(addrs);
-            }
-        }
-        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((at, addrs)) = &*cache {
-            if at.elapsed() < RESOLVE_TTL {
-                return Ok(addrs.clone());
-            }
-        }
-        let addrs = self.inner.resolve(uri, config, timeout)?;
-        *cache = Some((Instant::now(), addrs.clone()));
-        Ok(addrs)
-    }
-}
-
-/// What became of one attempt.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Outcome {
-    /// A 2xx answer.
-    Delivered,
-    /// Worth another try: a connection error, a timeout, 408, 429 or a 5xx other than 501.
-    Transient {
-        reason: String,
-        retry_after: Option<Duration>,
-    },
-    /// Never worth another try: any other status, or a request that cannot be made.
-    Rejected { reason: String },
-}
-
-/// The settings a transport is made from.
+/// The settings a transport is made from, checked at build time.
 #[derive(Debug, Clone)]
 pub(crate) struct TransportConfig {
     pub(crate) endpoint: Endpoint,
-    pub(crate) method: Method,
-    /// Checked at build time; `Authorization` marked sensitive.
-    pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
-    /// `Some` with `secure(true)`.
-    pub(crate) tls: Option<ureq::tls::TlsConfig>,
+    /// The request's method, head and headers: all but its payload.
+    pub(crate) template: Template,
+    /// `Some` over HTTPS.
+    pub(crate) tls: Option<TlsTarget>,
     pub(crate) connect_timeout: Duration,
     pub(crate) timeout: Duration,
-    /// One JSON object per request instead of a form.
-    pub(crate) json: bool,
 }
 
-/// Sends records; owns the request buffer, reused from one record to the next.
+impl TransportConfig {
+    /// The settings for `endpoint`; `headers` are the builder's, checked.
+    pub(crate) fn new(
+        endpoint: Endpoint,
+        method: Method,
+        content_type: Option<&'static str>,
+        headers: &[(HeaderName, HeaderValue)],
+        tls: Option<TlsTarget>,
+        connect_timeout: Duration,
+        timeout: Duration,
+    ) -> Result<TransportConfig, String> {
+        let template = Template::new(
+            method,
+            &endpoint.target,
+            &endpoint.host_header,
+            content_type,
+            headers,
+        )
+        .map_err(|e| e.0)?;
+        Ok(TransportConfig {
+            endpoint,
+            template,
+            tls,
+            connect_timeout,
+            timeout,
+        })
+    }
+}
+
+/// Why a request got no answer we can use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Failure {
+    /// No connection: refused, unreachable, the name not found, a connect timeout.
+    Connect(String),
+    /// The whole-request timeout passed.
+    Timeout,
+    /// The connection broke in the middle of the exchange.
+    Broken(String),
+    /// The receiver refused the TLS handshake or our client certificate.
+    Tls(String),
+    /// The receiver answered with something that is not HTTP we can use, or read the request
+    /// and closed a new connection without an answer.
+    Unusable(String),
+    /// The request could not be made.
+    Request(String),
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Timeout => f.write_str("timeout"),
+            Failure::Unusable(what) => write!(f, "unusable answer from the receiver: {what}"),
+            Failure::Connect(reason)
+            | Failure::Broken(reason)
+            | Failure::Tls(reason)
+            | Failure::Request(reason) => f.write_str(reason),
+        }
+    }
+}
+
+/// Sends requests over one kept-alive connection; owns its buffers, reused from one record to
+/// the next.
 pub(crate) struct Transport {
-    client: Client,
     config: TransportConfig,
-    /// The POST form body, or the whole GET url.
-    buf: String,
-    /// The POST JSON body.
-    json: Vec<u8>,
+    peer: Peer,
+    conn: Option<Conn>,
+    /// The request being sent: head and body.
+    out: Vec<u8>,
+    /// The answer being read.
+    input: Vec<u8>,
 }
 
-/// What sends the requests.
-enum Client {
-    /// Plain `http://`: a kept-alive connection of our own.
-    Http1(Http1),
-    /// `https://`: ureq over rustls.
-    Ureq(ureq::Agent),
+impl fmt::Debug for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // `out` holds the headers, credentials included: never shown.
+        f.debug_struct("Transport")
+            .field("endpoint", &self.config.endpoint.base)
+            .field("connected", &self.conn.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Transport {
+    /// A transport for `config`; it connects at the first request.
     pub(crate) fn new(config: TransportConfig) -> Transport {
-        let client = if config.endpoint.base.starts_with("https://") {
-            Client::Ureq(ureq_agent(&config))
-        } else {
-            Client::Http1(Http1::new(&config))
-        };
+        let peer = Peer::new(&config.endpoint.host, config.endpoint.port);
         Transport {
-            client,
             config,
-            buf: String::new(),
-            json: Vec::new(),
+            peer,
+            conn: None,
+            out: Vec::new(),
+            input: Vec::new(),
         }
     }
 
-    /// Encodes `fields` for the next [`send`](Transport::send)s.
-    pub(crate) fn prepare(&mut self, fields: &dyn FieldSource) {
-        if self.config.json {
-            encode_json(fields, &mut self.json);
-            return;
-        }
-        self.buf.clear();
-        if self.config.method == Method::Get {
-            self.buf.push_str(&self.config.endpoint.base);
-            self.buf.push(self.config.endpoint.query_separator);
-        }
-        encode_form(fields, &mut self.buf);
-    }
-
-    /// Sends the prepared record once. A panic in the HTTP stack (which would otherwise end
-    /// the worker, and all delivery with it) rejects the record.
-    pub(crate) fn send(&mut self) -> Outcome {
-        let sent = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.send_once()));
-        sent.unwrap_or_else(|_| {
-            if let Client::Http1(http) = &mut self.client {
-                // Whatever state the connection was left in, it is not to be trusted.
-                http.disconnect();
-            }
-            Outcome::Rejected {
-                reason: "the HTTP client panicked".to_owned(),
-            }
+    /// Sends one request and reads its answer: for a POST `payload` is the body, for a GET the
+    /// target with its query. A panic in the HTTP stack (which would otherwise end the worker,
+    /// and all delivery with it) is a failed request.
+    pub(crate) fn send(&mut self, payload: &[u8]) -> Result<Answer, Failure> {
+        catch_unwind(AssertUnwindSafe(|| self.exchange(payload))).unwrap_or_else(|_| {
+            // Whatever state the connection was left in, it is not to be trusted.
+            self.disconnect();
+            Err(Failure::Request("the HTTP client panicked".into()))
         })
     }
 
-    fn send_once(&mut self) -> Outcome {
-        match &mut self.client {
-            Client::Http1(http) => match self.config.method {
-                Method::Post if self.config.json => http.post(&self.json),
-                Method::Post => http.post(self.buf.as_bytes()),
-                Method::Get => http.get(&self.buf),
-            },
-            Client::Ureq(agent) => send_ureq(agent, &self.config, &self.buf, &self.json),
-        }
-    }
-}
-
-fn ureq_agent(config: &TransportConfig) -> ureq::Agent {
-    let mut agent = ureq::Agent::config_builder();
-    if let Some(tls) = &config.tls {
-        agent = agent.tls_config(tls.clone());
-    }
-    let agent = agent
-        .http_status_as_error(false)
-        .timeout_connect(Some(config.connect_timeout))
-        .timeout_global(Some(config.timeout))
-        .max_redirects(0)
-        .max_redirects_will_error(false)
-        .max_idle_connections_per_host(1)
-        .proxy(None)
-        .user_agent(USER_AGENT)
-        .build();
-    ureq::Agent::with_parts(agent, DefaultConnector::new(), CachingResolver::default())
-}
-
-/// One request through ureq: the form body or JSON body for POST, the url in `buf` for GET.
-fn send_ureq(agent: &ureq::Agent, config: &TransportConfig, buf: &str, json: &[u8]) -> Outcome {
-    let result = match config.method {
-        Method::Post => {
-            let mut req = agent.post(&config.endpoint.base);
-            for (name, value) in &config.headers {
-                req = req.header(name, value);
-            }
-            if config.json {
-                req.content_type("application/json").send(json)
-            } else {
-                req.content_type("application/x-www-form-urlencoded")
-                    .send(buf.as_bytes())
-            }
-        }
-        Method::Get => {
-            let mut req = agent.get(buf);
-            for (name, value) in &config.headers {
-                req = req.header(name, value);
-            }
-            req.call()
-        }
-    };
-    match result {
-        Ok(mut response) => {
-            let status = response.status().as_u16();
-            let retry_after = response
-                .headers()
-                .get("retry-after")
-                .and_then(|v| v.to_str().ok())
-                .and_then(parse_retry_after);
-            // Read what is left so the connection goes back to the pool. Its content is
-            // of no use; an error here only costs the connection.
-            let _ = response
-                .body_mut()
-                .with_config()
-                .limit(MAX_RESPONSE_BODY)
-                .read_to_vec();
-            classify_status(status, retry_after)
-        }
-        Err(err) => classify_error(&err),
-    }
-}
-
-pub(crate) fn classify_status(status: u16, retry_after: Option<Duration>) -> Outcome {
-    match status {
-        200..=299 => Outcome::Delivered,
-        408 | 429 | 500 | 502..=599 => Outcome::Transient {
-            reason: format!("receiver answered {status}"),
-            retry_after,
-        },
-        _ => Outcome::Rejected {
-            reason: format!("receiver answered {status}"),
-        },
-    }
-}
-
-fn classify_error(err: &ureq::Error) -> Outcome {
-    use ureq::Error as E;
-    let reason = err.to_string();
-    match err {
-        // rustls reports a failed handshake (unknown issuer, wrong host name, ...) as
-        // InvalidData: retrying cannot help.
-        E::Io(e) if e.kind() == std::io::ErrorKind::InvalidData => Outcome::Rejected { reason },
-        E::Io(_) | E::Timeout(_) | E::ConnectionFailed | E::HostNotFound | E::Protocol(_) => {
-            Outcome::Transient {
-                reason,
-                retry_after: None,
-            }
-        }
-        _ => Outcome::Rejected { reason },
-    }
-}
-
-/// `Retry-After` as delta-seconds or an HTTP date.
-pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let when = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-    let wait = when.signed_duration_since(chrono::Utc::now());
-    Some(wait.to_std().unwrap_or(Duration::ZERO))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn statuses_are_delivered_transient_or_rejected() {
-        for s in [200, 201, 204, 299] {
-            assert_eq!(classify_status(s, None), Outcome::Delivered, "{s}");
-        }
-        for s in [408, 429, 500, 502, 503, 504, 599] {
-            assert!(
-                matches!(classify_status(s, None), Outcome::Transient { .. }),
-                "{s}"
-            );
-        }
-        for s in [100, 301, 302, 304, 400, 401, 403, 404, 413, 414, 501] {
-            assert!(
-                matches!(classify_status(s, None), Outcome::Rejected { .. }),
-                "{s}"
-            );
+    /// Closes the connection, if one is open.
+    pub(crate) fn disconnect(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            conn.close();
         }
     }
 
-    #[test]
-    fn retry_after_seconds_and_dates() {
-        assert_eq!(parse_retry_after("3"), Some(Duration::from_secs(3)));
-        assert_eq!(parse_retry_after(" 0 "), Some(Duration::ZERO));
-        assert_eq!(
-            parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT"),
-            Some(Duration::ZERO)
-        );
-        let later = (chrono::Utc::now() + chrono::Duration::seconds(120)).to_rfc2822();
-        let wait = parse_retry_after(&later).expect("a date parses");
-        assert!(
-            wait > Duration::from_secs(100) && wait <= Duration::from_secs(120),
-            "{wait:?}"
-        );
-        assert_eq!(parse_retry_after("soon"), None);
-        assert_eq!(parse_retry_after("-1"), None);
+    fn exchange(&mut self, payload: &[u8]) -> Result<Answer, Failure> {
+        let deadline = deadline_after(self.config.timeout);
+        // A kept-alive connection that the receiver wrote to or closed since its last answer
+        // is not used again: what waits there answers no request of ours.
+        if self.conn.as_mut().is_some_and(|c| !c.is_reusable()) {
+            self.disconnect();
+        }
+        let mut resent = false;
+        loop {
+            let reused = self.conn.is_some();
+            let call = self
+                .config
+                .template
+                .render(payload, &mut self.out)
+                .map_err(|e| Failure::Request(e.0))?;
+            let conn = match self.conn.take() {
+                Some(conn) => conn,
+                None => self.open(deadline)?,
+            };
+            let conn = self.conn.insert(conn);
+            let result = match conn.write_all(&self.out, deadline) {
+                Ok(()) => read_answer(call, &mut self.input, |buf| conn.read(buf, deadline)),
+                Err(e) if is_timeout(&e) => Err(ReadError::Io(e)),
+                // The receiver may have answered before it stopped reading (a 413 for a body
+                // too large): that answer, not the broken write, is the outcome.
+                Err(_) => {
+                    match read_answer(call, &mut self.input, |buf| conn.read(buf, deadline)) {
+                        Ok(answer) => Ok(Answer {
+                            keep_alive: false,
+                            ..answer
+                        }),
+                        Err(_) => Err(ReadError::Closed),
+                    }
+                }
+            };
+            let failure = match result {
+                Ok(answer) => {
+                    if !answer.keep_alive {
+                        self.disconnect();
+                    }
+                    // Keep a huge record's buffer for one record only.
+                    if self.out.capacity() > 1 << 20 {
+                        self.out = Vec::new();
+                    }
+                    return Ok(answer);
+                }
+                Err(e) => e,
+            };
+            self.disconnect();
+            return Err(match failure {
+                // The receiver closed the kept-alive connection (its keep-alive timeout, a
+                // restart) as the request went out: it never read it.
+                ReadError::Closed if reused && !resent => {
+                    resent = true;
+                    continue;
+                }
+                ReadError::Closed => {
+                    Failure::Unusable("the connection closed before an answer".into())
+                }
+                ReadError::Io(e) if is_timeout(&e) => Failure::Timeout,
+                // Over TLS 1.3 a receiver refuses our client certificate only after the
+                // handshake, with a fatal alert (rustls's InvalidData): no retry helps.
+                ReadError::Io(e)
+                    if self.config.tls.is_some() && e.kind() == io::ErrorKind::InvalidData =>
+                {
+                    Failure::Tls(format!("tls: {e}"))
+                }
+                ReadError::Io(e) => Failure::Broken(io_reason(&e)),
+                ReadError::Unusable(what) => Failure::Unusable(what),
+            });
+        }
+    }
+
+    fn open(&mut self, deadline: Instant) -> Result<Conn, Failure> {
+        let wait = deadline
+            .saturating_duration_since(Instant::now())
+            .min(self.config.connect_timeout);
+        let addrs = self.peer.addrs(wait).map_err(Failure::Connect)?;
+        Conn::open(
+            addrs,
+            self.config.tls.as_ref(),
+            self.config.connect_timeout,
+            deadline,
+        )
+        .map_err(|e| match e {
+            OpenError::Connect(reason) => Failure::Connect(reason),
+            OpenError::Tls(reason) => Failure::Tls(reason),
+        })
     }
 }

@@ -2,7 +2,56 @@
 
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
+use crate::wire::Method;
 use crate::wire::fields::FieldSource;
+
+/// How the fields travel, chosen once at build time: a method and a body format together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Encoding {
+    /// A POST with an `application/x-www-form-urlencoded` body.
+    Form,
+    /// A POST with one JSON object, every value a string.
+    Json,
+    /// A GET: the fields as the query, after `prefix` (the url, then `?`, or `&` when the url
+    /// already holds a `?`).
+    Query { prefix: String },
+}
+
+impl Encoding {
+    pub(crate) fn method(&self) -> Method {
+        match self {
+            Encoding::Form | Encoding::Json => Method::Post,
+            Encoding::Query { .. } => Method::Get,
+        }
+    }
+
+    /// The body's `Content-Type`; a GET has no body.
+    pub(crate) fn content_type(&self) -> Option<&'static str> {
+        match self {
+            Encoding::Form => Some("application/x-www-form-urlencoded"),
+            Encoding::Json => Some("application/json"),
+            Encoding::Query { .. } => None,
+        }
+    }
+
+    /// Writes what the transport sends for these fields into `out`: the body of a POST, the
+    /// target of a GET.
+    pub(crate) fn encode(&self, fields: &dyn FieldSource, out: &mut Vec<u8>) {
+        out.clear();
+        let form = |prefix: &str, out: &mut Vec<u8>| {
+            // The buffer's allocation goes through a String and back, not copied.
+            let mut text = String::from_utf8(std::mem::take(out)).unwrap_or_default();
+            text.push_str(prefix);
+            encode_form(fields, &mut text);
+            *out = text.into_bytes();
+        };
+        match self {
+            Encoding::Form => form("", out),
+            Encoding::Query { prefix } => form(prefix, out),
+            Encoding::Json => encode_json(fields, out),
+        }
+    }
+}
 
 /// Fields serialized as one map, in order.
 struct AsMap<'a>(&'a dyn FieldSource);
@@ -44,6 +93,31 @@ mod tests {
     use super::*;
     use crate::wire::fields::RecordView;
     use crate::wire::fields::fixtures::{captured, fields, statics};
+
+    #[test]
+    fn each_encoding_writes_its_payload() {
+        let kvs: &[(&str, &str)] = &[];
+        let rec = captured(&kvs, None, None);
+        let view = RecordView {
+            rec: &rec,
+            statics: &statics(),
+        };
+        let mut out = b"left over".to_vec();
+        Encoding::Form.encode(&view, &mut out);
+        assert!(out.starts_with(b"name=app%3A%3Anet&msg="), "{out:?}");
+        let query = Encoding::Query {
+            prefix: "/log?src=app&".into(),
+        };
+        query.encode(&view, &mut out);
+        assert!(
+            out.starts_with(b"/log?src=app&name=app%3A%3Anet&msg="),
+            "{out:?}"
+        );
+        assert_eq!((query.method(), query.content_type()), (Method::Get, None));
+        Encoding::Json.encode(&view, &mut out);
+        assert!(out.starts_with(br#"{"name":"app::net""#), "{out:?}");
+        assert_eq!(Encoding::Json.content_type(), Some("application/json"));
+    }
 
     #[test]
     fn form_encoding_round_trips_special_characters() {

@@ -16,6 +16,8 @@
 //! reads the alert instead of a reset), and the reason is kept for `tls_errors()`.
 #![allow(dead_code)]
 
+pub mod certs;
+
 /// The standard fields of the wire contract (`WIRE.md`), in the order they are sent: the 21
 /// keys of a Python 3.12+ `LogRecord`, then `hostname`. Written out here, apart from the
 /// library's own list, so the tests check the library against the contract.
@@ -143,6 +145,14 @@ pub enum Reply {
     Close,
     /// Answer with bytes that are not HTTP, then close.
     Garbage,
+    /// Write these bytes as they are (an answer of a hostile receiver); then, if `later` says
+    /// so, wait (cut short if the server is dropped) and write more, unasked. Then close, or
+    /// read the next request. Each `later` write is told through `recv_late`.
+    Raw {
+        now: Vec<u8>,
+        later: Option<(Duration, Vec<u8>)>,
+        close: bool,
+    },
 }
 
 type Script = dyn Fn(usize, &Request) -> Reply + Send + Sync;
@@ -153,6 +163,8 @@ struct Shared {
     /// Never sent on; disconnected when the server drops, which wakes `Delay` and `Hang`.
     stop_rx: Receiver<()>,
     delivered: Sender<Request>,
+    /// Told the index of each request after whose answer a `Raw` reply wrote more, unasked.
+    late: Sender<usize>,
     connections: AtomicUsize,
     requests: AtomicUsize,
     /// A clone of every open connection, by index, so that drop can shut them down.
@@ -171,6 +183,7 @@ pub struct Server {
     shared: Arc<Shared>,
     stop_tx: Option<Sender<()>>,
     rx: Receiver<Request>,
+    late_rx: Receiver<usize>,
     accept: Option<JoinHandle<()>>,
 }
 
@@ -225,11 +238,13 @@ impl Server {
         let addr = listener.local_addr()?;
         let (stop_tx, stop_rx) = crossbeam_channel::bounded(0);
         let (delivered, rx) = crossbeam_channel::unbounded();
+        let (late, late_rx) = crossbeam_channel::unbounded();
         let shared = Arc::new(Shared {
             script,
             stop: AtomicBool::new(false),
             stop_rx,
             delivered,
+            late,
             connections: AtomicUsize::new(0),
             requests: AtomicUsize::new(0),
             open: Mutex::new(HashMap::new()),
@@ -247,6 +262,7 @@ impl Server {
             shared,
             stop_tx: Some(stop_tx),
             rx,
+            late_rx,
             accept: Some(accept),
         })
     }
@@ -298,6 +314,12 @@ impl Server {
             }
         }
         out
+    }
+
+    /// The index of the next request after whose answer a [`Reply::Raw`] wrote its `later`
+    /// bytes, or `None` after `timeout`.
+    pub fn recv_late(&self, timeout: Duration) -> Option<usize> {
+        self.late_rx.recv_timeout(timeout).ok()
     }
 
     /// Every request already handed over, without waiting.
@@ -443,6 +465,7 @@ fn serve_conn<S: Read + Write>(stream: S, conn: usize, sh: &Shared) -> io::Resul
             Err(e) => return Err(e),
         };
         req.index = sh.requests.fetch_add(1, SeqCst);
+        let index = req.index;
         let script = AssertUnwindSafe(|| (sh.script)(req.index, &req));
         let reply = catch_unwind(script).unwrap_or(Reply::Status(500)); // the panic is printed
         if let Reply::Delay(d, _) = reply {
@@ -461,6 +484,23 @@ fn serve_conn<S: Read + Write>(stream: S, conn: usize, sh: &Shared) -> io::Resul
                 let w = reader.get_mut();
                 w.write_all(b"\x00\xffNOT HTTP AT ALL\xfe\r\n\r\n")?;
                 return w.flush();
+            }
+            Reply::Raw { now, later, close } => {
+                let w = reader.get_mut();
+                w.write_all(&now)?;
+                w.flush()?;
+                if let Some((wait, bytes)) = later {
+                    if sh.stop_rx.recv_timeout(wait).is_ok() || sh.stop.load(SeqCst) {
+                        return Ok(());
+                    }
+                    w.write_all(&bytes)?;
+                    w.flush()?;
+                    let _ = sh.late.send(index);
+                }
+                if close {
+                    return Ok(());
+                }
+                continue;
             }
         };
         let keep_alive = keep_alive && !has_token(&headers, "connection", "close");
