@@ -1,16 +1,16 @@
 //! The cost of encoding one record on the worker: the 22 standard fields of a real record as
 //! an `application/x-www-form-urlencoded` body.
 //!
-//! The crate's own encoder (`fields::for_each_field` + `fields::encode_form`) is private, so
-//! this measures the closest public path on the same data:
+//! The crate's own encoder (`wire::fields::for_each_field` + `wire::encode::encode_form`) is
+//! private, so this measures the closest public path on the same data:
 //!
 //! - the fields of a real record, captured once through a `map_record` hook (the hook runs on
 //!   the worker before the first send; the logger points at a closed port and gives up at
 //!   once, so no receiver is needed);
-//! - `encode/form_via_serde`: those fields through `serde_urlencoded` into a
-//!   `form_urlencoded::Serializer`, as `encode_form` does (a serde map over the pairs);
-//! - `encode/form_direct`: the same bytes with `form_urlencoded::Serializer::append_pair`
-//!   alone, without the serde layer;
+//! - `encode/form_direct`: those fields with `form_urlencoded::Serializer::append_pair`, as
+//!   `encode_form` does;
+//! - `encode/form_via_serde`: the same bytes through `serde_urlencoded` (a serde map over the
+//!   pairs), what `encode_form` did before: the cost of that layer;
 //! - `encode/fields_collect`: building the owned `Fields` a `map_record` hook is given (what
 //!   a hook adds per record).
 //!

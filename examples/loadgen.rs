@@ -17,37 +17,30 @@
 //!   stats, and the peak memory (`VmHWM`) with its baseline before the logger was built. The
 //!   queue defaults to N records so that nothing is dropped: the run measures the caller and
 //!   the delivery, not the drop path (`--queue` smaller shows the drops).
-//! * `--plain`: the loopback limit. Captures the encoded body of one real record (through a
-//!   `map_record` hook) and sends it N times back to back over C kept-alive connections with
-//!   a minimal HTTP/1.1 client, one thread per connection (write the request, read the head
-//!   and the `Content-Length` body of the answer, repeat), the same request head ureq sends.
-//!   With `--split`, the head and the body go in two writes, as ureq writes them.
+//!   With `--secure` the logger sends over HTTPS, trusting the CA in `--ca FILE` (PEM).
+//! * `--payload FILE`: writes what one real record is on the wire (the form body of a POST,
+//!   the `/?fields` target of a GET) to FILE, for a plain HTTP client (`wrk`, in
+//!   `scripts/bench.sh`) to send the same bytes: the loopback limit to compare with.
 //! * `--down`: logs 1,000,000 records (or `--records N`) at default settings to a port where
 //!   nothing listens, and prints the peak memory above the baseline and the stats. The run
 //!   then waits the default shutdown timeout (5 s) as the logger is dropped.
-//! * `--sink`: a count-only HTTP/1.1 receiver, for comparison with the receiver example:
-//!   thread per connection, answers 200 with `Content-Length: 0`, prints
-//!   `listening on http://127.0.0.1:PORT` on stderr (`--port P`, default 0) and
-//!   `received N records` once a second when the count changed.
 
-use std::io::{self, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{self, Write};
+use std::net::TcpListener;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use http_logger::{Fields, HttpLogger, Method};
 
-const USAGE: &str = "usage: loadgen --host HOST:PORT [--records N] [--threads T] [--connections C] [--queue Q] [--method post|get] [--plain [--split] | --down] | loadgen --sink [--port P]";
+const USAGE: &str = "usage: loadgen --host HOST:PORT [--records N] [--threads T] [--connections C] [--queue Q] [--method post|get] [--secure --ca FILE] | loadgen --down [--records N] | loadgen --payload FILE [--method post|get]";
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Mode {
     Logger,
-    Plain,
     Down,
-    Sink,
+    Payload,
 }
 
 struct Options {
@@ -58,8 +51,10 @@ struct Options {
     connections: usize,
     queue: Option<usize>,
     method: Method,
-    port: u16,
-    split: bool,
+    /// `--secure`: HTTPS, trusting the CA in `ca`.
+    secure: bool,
+    ca: Option<String>,
+    payload: Option<String>,
 }
 
 fn parse_args() -> Result<Options, String> {
@@ -71,8 +66,9 @@ fn parse_args() -> Result<Options, String> {
         connections: http_logger::DEFAULT_CONNECTIONS,
         queue: None,
         method: Method::Post,
-        port: 0,
-        split: false,
+        secure: false,
+        ca: None,
+        payload: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -88,9 +84,6 @@ fn parse_args() -> Result<Options, String> {
             "--threads" => options.threads = number(value()?)?.max(1),
             "--connections" => options.connections = number(value()?)?,
             "--queue" => options.queue = Some(number(value()?)?),
-            "--port" => {
-                options.port = u16::try_from(number(value()?)?).map_err(|_| "bad port")?;
-            }
             "--method" => {
                 options.method = match value()?.to_ascii_lowercase().as_str() {
                     "post" => Method::Post,
@@ -98,15 +91,18 @@ fn parse_args() -> Result<Options, String> {
                     other => return Err(format!("bad method {other:?}: post or get")),
                 }
             }
-            "--plain" => options.mode = Mode::Plain,
             "--down" => options.mode = Mode::Down,
-            "--sink" => options.mode = Mode::Sink,
-            "--split" => options.split = true,
+            "--payload" => {
+                options.mode = Mode::Payload;
+                options.payload = Some(value()?);
+            }
+            "--secure" => options.secure = true,
+            "--ca" => options.ca = Some(value()?),
             "--help" | "-h" => return Err(String::new()),
             _ => return Err(format!("unknown option {arg:?}")),
         }
     }
-    if options.host.is_none() && matches!(options.mode, Mode::Logger | Mode::Plain) {
+    if options.host.is_none() && options.mode == Mode::Logger {
         return Err("--host HOST:PORT is needed".into());
     }
     Ok(options)
@@ -127,9 +123,8 @@ fn main() -> ExitCode {
     log::set_max_level(log::LevelFilter::Info);
     let result = match options.mode {
         Mode::Logger => run_logger(&options),
-        Mode::Plain => run_plain(&options),
         Mode::Down => run_down(&options),
-        Mode::Sink => run_sink(options.port),
+        Mode::Payload => write_payload(&options, options.payload.as_deref().unwrap_or_default()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -264,11 +259,19 @@ fn run_logger(options: &Options) -> Result<(), String> {
     let pair = instant_pair_ns();
     let slots = time_slots(records, options.threads);
     let baseline = status_kib("VmHWM");
-    let logger = HttpLogger::builder(host, "/")
+    let mut builder = HttpLogger::builder(host, "/")
         .method(options.method)
         .connections(options.connections)
         .queue_capacity(queue)
-        .shutdown_timeout(Duration::from_secs(300))
+        .shutdown_timeout(Duration::from_secs(300));
+    if options.secure {
+        builder = builder.secure(true);
+        if let Some(ca) = &options.ca {
+            let pem = std::fs::read(ca).map_err(|e| format!("cannot read {ca}: {e}"))?;
+            builder = builder.add_root_certificate(pem);
+        }
+    }
+    let logger = builder
         .build()
         .map_err(|e| format!("cannot build the logger: {e}"))?;
 
@@ -285,6 +288,7 @@ fn run_logger(options: &Options) -> Result<(), String> {
     out("connections", options.connections);
     out("queue", queue);
     out("method", method_name(options.method));
+    out("secure", options.secure);
     print_calls(calls, pair);
     out("log_phase_s", format!("{:.3}", logged_at.as_secs_f64()));
     out("total_s", format!("{:.3}", total.as_secs_f64()));
@@ -357,13 +361,16 @@ fn run_down(options: &Options) -> Result<(), String> {
     Ok(())
 }
 
-/// The form body of one real record with the request head ureq sends with it, and where the
-/// head ends.
-fn captured_request(host: &str, method: Method) -> Result<(Vec<u8>, usize), String> {
+/// Writes to `path` what one real record is on the wire, for `wrk` to send the same: the form
+/// body of a POST, or the target (`/?fields`) of a GET. Captured through a `map_record` hook,
+/// the fields encoded with `form_urlencoded`, as the logger encodes them.
+fn write_payload(options: &Options, path: &str) -> Result<(), String> {
     let seen: Arc<Mutex<Option<Fields>>> = Arc::default();
     let hook = seen.clone();
-    let logger = HttpLogger::builder(host, "/")
-        .method(method)
+    // A closed port: the hook runs before the first attempt, which fails at once.
+    let logger = HttpLogger::builder("127.0.0.1:9", "/")
+        .method(options.method)
+        .retry_budget(0, Duration::ZERO)
         .map_record(move |fields| {
             *hook.lock().unwrap() = Some(fields.clone());
         })
@@ -378,212 +385,19 @@ fn captured_request(host: &str, method: Method) -> Result<(Vec<u8>, usize), Stri
         .unwrap()
         .take()
         .ok_or("the map_record hook saw no record")?;
-    let mut body = String::new();
+    let mut payload = match options.method {
+        Method::Post => String::new(),
+        Method::Get => "/?".to_owned(),
+    };
     {
-        let mut form = form_urlencoded::Serializer::new(&mut body);
+        let start = payload.len();
+        let mut form = form_urlencoded::Serializer::for_suffix(&mut payload, start);
         for (key, value) in fields.iter() {
             form.append_pair(key, value);
         }
     }
-    let agent = concat!("http-logger/", env!("CARGO_PKG_VERSION"));
-    let request = match method {
-        Method::Post => format!(
-            "POST / HTTP/1.1\r\ncontent-length: {}\r\nuser-agent: {agent}\r\naccept: */*\r\nhost: {host}\r\ncontent-type: application/x-www-form-urlencoded\r\n\r\n{body}",
-            body.len()
-        ),
-        Method::Get => format!(
-            "GET /?{body} HTTP/1.1\r\nuser-agent: {agent}\r\naccept: */*\r\nhost: {host}\r\n\r\n"
-        ),
-    };
-    out("body_bytes", body.len());
-    out("request_bytes", request.len());
-    let head = request
-        .find("\r\n\r\n")
-        .map_or(request.len(), |end| end + 4);
-    Ok((request.into_bytes(), head))
-}
-
-fn run_plain(options: &Options) -> Result<(), String> {
-    let host = options.host.as_deref().unwrap_or_default();
-    let records = options.records.unwrap_or(200_000);
-    let connections = options.connections.max(1);
-    out("mode", "plain");
-    let (request, head) = captured_request(host, options.method)?;
-    // `--split`: the head and the body in two writes, as ureq sends them.
-    let split = options.split.then_some(head);
-    let barrier = Barrier::new(connections + 1);
-    let mut first = None;
-    let results: Vec<Result<Vec<u64>, String>> = thread::scope(|scope| {
-        let handles: Vec<_> = (0..connections)
-            .map(|c| {
-                let count = records / connections + usize::from(c < records % connections);
-                let (barrier, request) = (&barrier, &request[..]);
-                scope.spawn(move || {
-                    let stream = TcpStream::connect(host);
-                    barrier.wait();
-                    send_all(stream.map_err(|e| e.to_string())?, request, split, count)
-                })
-            })
-            .collect();
-        barrier.wait();
-        first = Some(Instant::now());
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err("a client panicked".into())))
-            .collect()
-    });
-    let total = first.map_or(Duration::ZERO, |t| t.elapsed());
-    let mut latencies = Vec::with_capacity(records);
-    for result in results {
-        latencies.extend(result.map_err(|e| format!("a plain client failed: {e}"))?);
-    }
-    latencies.sort_unstable();
-    out("records", records);
-    out("connections", connections);
-    out("method", method_name(options.method));
-    out("split_writes", options.split);
-    out("total_s", format!("{:.3}", total.as_secs_f64()));
-    out(
-        "delivered_per_s",
-        format!("{:.0}", latencies.len() as f64 / total.as_secs_f64()),
-    );
-    out(
-        "request_median_us",
-        format!("{:.1}", quantile(&latencies, 0.5) as f64 / 1e3),
-    );
-    out(
-        "request_p99_us",
-        format!("{:.1}", quantile(&latencies, 0.99) as f64 / 1e3),
-    );
+    std::fs::write(path, &payload).map_err(|e| format!("cannot write {path}: {e}"))?;
+    out("mode", "payload");
+    out("payload_bytes", payload.len());
     Ok(())
-}
-
-/// Sends `request` `count` times on one connection, each after the answer to the previous
-/// one, in one write (or two, split at `split`); returns the round trip times in nanoseconds.
-fn send_all(
-    mut stream: TcpStream,
-    request: &[u8],
-    split: Option<usize>,
-    count: usize,
-) -> Result<Vec<u64>, String> {
-    // What ureq does; without it a request written in two parts waits for an ACK.
-    stream.set_nodelay(true).map_err(|e| e.to_string())?;
-    let mut times = Vec::with_capacity(count);
-    let mut buf = vec![0u8; 16 * 1024];
-    let mut have = 0;
-    for _ in 0..count {
-        let start = Instant::now();
-        let (first, second) = request.split_at(split.unwrap_or(request.len()));
-        stream.write_all(first).map_err(|e| e.to_string())?;
-        if !second.is_empty() {
-            stream.write_all(second).map_err(|e| e.to_string())?;
-        }
-        let head_end = loop {
-            if let Some(end) = find(&buf[..have], b"\r\n\r\n") {
-                break end + 4;
-            }
-            fill(&mut stream, &mut buf, &mut have)?;
-        };
-        let head = &buf[..head_end];
-        if !head.starts_with(b"HTTP/1.1 2") && !head.starts_with(b"HTTP/1.0 2") {
-            let line = String::from_utf8_lossy(head);
-            return Err(format!(
-                "the receiver answered {:?}",
-                line.lines().next().unwrap_or("")
-            ));
-        }
-        let total = head_end + content_length(head);
-        while have < total {
-            fill(&mut stream, &mut buf, &mut have)?;
-        }
-        buf.copy_within(total..have, 0);
-        have -= total;
-        times.push(start.elapsed().as_nanos() as u64);
-    }
-    Ok(times)
-}
-
-/// Reads more bytes, growing the buffer when it is full.
-fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>, have: &mut usize) -> Result<(), String> {
-    if *have == buf.len() {
-        buf.resize(buf.len() * 2, 0);
-    }
-    match stream.read(&mut buf[*have..]) {
-        Ok(0) => Err("the connection was closed".into()),
-        Ok(n) => {
-            *have += n;
-            Ok(())
-        }
-        Err(e) => Err(e.to_string()),
-    }
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
-
-/// The `Content-Length` of a head, or 0.
-fn content_length(head: &[u8]) -> usize {
-    String::from_utf8_lossy(head)
-        .split("\r\n")
-        .filter_map(|line| line.split_once(':'))
-        .find(|(name, _)| name.trim().eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, value)| value.trim().parse().ok())
-        .unwrap_or(0)
-}
-
-/// `--sink`: counts requests, answers each 200 with an empty body.
-fn run_sink(port: u16) -> Result<(), String> {
-    let listener =
-        TcpListener::bind(("127.0.0.1", port)).map_err(|e| format!("cannot listen: {e}"))?;
-    let address = listener.local_addr().map_err(|e| e.to_string())?;
-    eprintln!("listening on http://{address}");
-    let count = Arc::new(AtomicU64::new(0));
-    let counter = count.clone();
-    thread::spawn(move || {
-        let mut printed = 0;
-        loop {
-            thread::sleep(Duration::from_secs(1));
-            let now = counter.load(Ordering::Relaxed);
-            if now != printed {
-                printed = now;
-                println!("received {now} records");
-            }
-        }
-    });
-    for stream in listener.incoming().flatten() {
-        let count = count.clone();
-        thread::spawn(move || serve(stream, &count));
-    }
-    Ok(())
-}
-
-/// Answers every request on one connection with 200 until the client closes it.
-fn serve(mut stream: TcpStream, count: &AtomicU64) {
-    const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
-    let _ = stream.set_nodelay(true);
-    let mut buf = vec![0u8; 16 * 1024];
-    let mut have = 0;
-    loop {
-        let head_end = loop {
-            if let Some(end) = find(&buf[..have], b"\r\n\r\n") {
-                break end + 4;
-            }
-            if fill(&mut stream, &mut buf, &mut have).is_err() {
-                return;
-            }
-        };
-        let total = head_end + content_length(&buf[..head_end]);
-        while have < total {
-            if fill(&mut stream, &mut buf, &mut have).is_err() {
-                return;
-            }
-        }
-        buf.copy_within(total..have, 0);
-        have -= total;
-        count.fetch_add(1, Ordering::Relaxed);
-        if stream.write_all(OK).is_err() {
-            return;
-        }
-    }
 }

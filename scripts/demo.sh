@@ -4,8 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --quiet --examples
+# Where cargo put them: target/, or $CARGO_TARGET_DIR (or a target-dir of a cargo config).
+bin="$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')/debug/examples"
 log=$(mktemp)
-target/debug/examples/receiver --port "${PORT:-0}" 2>"$log" &
+"$bin/receiver" --port "${PORT:-0}" 2>"$log" &
 receiver=$!
 trap 'kill "$receiver" 2>/dev/null; rm -f "$log"' EXIT
 for _ in $(seq 100); do
@@ -15,6 +17,9 @@ done
 addr=$(sed -n 's|^listening on http://||p' "$log")
 [ -n "$addr" ] || { cat "$log" >&2; exit 1; }
 echo "receiver listening on $addr; sending with examples/hello.rs (POST, then GET):" >&2
-target/debug/examples/hello "$addr" post
-target/debug/examples/hello "$addr" get
+echo "== POST: the records as a form body ==" >&2
+"$bin/hello" "$addr" post
+sleep 0.3
+echo "== GET: the same records as a query string ==" >&2
+"$bin/hello" "$addr" get
 sleep 0.3

@@ -35,20 +35,67 @@ pub(crate) struct Worker {
     pub(crate) rx: Receiver<Captured>,
     pub(crate) transport: Transport,
     pub(crate) encoding: Encoding,
-    /// The payload being sent, reused from one record to the next.
-    pub(crate) payload: Vec<u8>,
     pub(crate) statics: Arc<Statics>,
     pub(crate) shared: Arc<Shared>,
     pub(crate) retry: RetryPolicy,
     pub(crate) map_record: Option<MapRecord>,
     pub(crate) max_record_bytes: usize,
+    /// The payload being sent, reused from one record to the next.
+    pub(crate) payload: Vec<u8>,
+    /// Whether to take the next record while the receiver answers: only for a worker alone on
+    /// its queue, where a record held back behind a retried one would wait anyway. (With
+    /// several, another worker takes it.)
+    pub(crate) look_ahead: bool,
+    /// The next record, taken off the queue and encoded into `ahead_payload` while the
+    /// receiver was answering the one before: the encoding costs no time on the round trip.
+    pub(crate) ahead: Option<(Captured, Result<(), String>)>,
+    pub(crate) ahead_payload: Vec<u8>,
+}
+
+/// Encodes `rec` into `out` as `encoding` says, through the `map_record` hook if there is one.
+fn prepare(
+    encoding: &Encoding,
+    statics: &Statics,
+    map_record: Option<&MapRecord>,
+    rec: &Captured,
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
+    let view = RecordView { rec, statics };
+    let Some(map) = map_record else {
+        encoding.encode(&view, out);
+        return Ok(());
+    };
+    let mut fields = Fields::collect(&view);
+    catch_unwind(AssertUnwindSafe(|| map(&mut fields)))
+        .map_err(|_| "the map_record hook panicked".to_owned())?;
+    encoding.encode(&fields, out);
+    Ok(())
 }
 
 impl Worker {
     pub(crate) fn run(mut self) {
         IN_WORKER.with(|w| w.set(true));
         let mut jitter = Jitter::new();
-        while let Ok(rec) = self.rx.recv() {
+        loop {
+            let (rec, prepared) = match self.ahead.take() {
+                Some(ahead) => {
+                    std::mem::swap(&mut self.payload, &mut self.ahead_payload);
+                    ahead
+                }
+                None => match self.rx.recv() {
+                    Ok(rec) => {
+                        let prepared = prepare(
+                            &self.encoding,
+                            &self.statics,
+                            self.map_record.as_ref(),
+                            &rec,
+                            &mut self.payload,
+                        );
+                        (rec, prepared)
+                    }
+                    Err(_) => return,
+                },
+            };
             let counters = &self.shared.counters;
             if self.shared.abandoned() {
                 self.shared
@@ -56,7 +103,7 @@ impl Worker {
                 self.shared.finish(rec.seq, &counters.failed);
                 continue;
             }
-            match self.deliver(&rec, &mut jitter) {
+            match prepared.and_then(|()| self.deliver(&mut jitter)) {
                 Ok(()) => {
                     // Before the record is marked finished, so a flush waits for the report.
                     self.report_losses();
@@ -70,30 +117,40 @@ impl Worker {
         }
     }
 
-    /// Encodes `rec` for the transport, through the `map_record` hook if there is one.
-    fn prepare(&mut self, rec: &Captured) -> Result<(), String> {
-        let view = RecordView {
-            rec,
-            statics: &self.statics,
+    /// Sends the prepared payload once and says what its outcome means for a record that got
+    /// `unusable` unusable answers before. While the receiver answers, takes the next record off
+    /// the queue (if one is there and none was taken yet) and encodes it.
+    fn send(&mut self, unusable: u32) -> Decision {
+        let Worker {
+            rx,
+            transport,
+            encoding,
+            statics,
+            map_record,
+            payload,
+            look_ahead,
+            ahead,
+            ahead_payload,
+            ..
+        } = self;
+        let mut look_ahead = || {
+            if *look_ahead && ahead.is_none() {
+                if let Ok(next) = rx.try_recv() {
+                    let prepared =
+                        prepare(encoding, statics, map_record.as_ref(), &next, ahead_payload);
+                    *ahead = Some((next, prepared));
+                }
+            }
         };
-        let Some(map) = &self.map_record else {
-            self.encoding.encode(&view, &mut self.payload);
-            return Ok(());
-        };
-        let mut fields = Fields::collect(&view);
-        catch_unwind(AssertUnwindSafe(|| map(&mut fields)))
-            .map_err(|_| "the map_record hook panicked".to_owned())?;
-        self.encoding.encode(&fields, &mut self.payload);
-        Ok(())
+        decide(transport.send(payload, &mut look_ahead), unusable)
     }
 
     /// Delivers one record, retrying what is transient within the retry policy.
-    fn deliver(&mut self, rec: &Captured, jitter: &mut Jitter) -> Result<(), String> {
-        self.prepare(rec)?;
+    fn deliver(&mut self, jitter: &mut Jitter) -> Result<(), String> {
         let started = Instant::now();
         let (mut retries, mut unusable) = (0, 0);
         loop {
-            match decide(self.transport.send(&self.payload), unusable) {
+            match self.send(unusable) {
                 Decision::Delivered => return Ok(()),
                 Decision::Reject { reason } => return Err(reason),
                 Decision::Resend { .. } => {
@@ -165,7 +222,7 @@ impl Worker {
             statics: &self.statics,
         };
         self.encoding.encode(view, &mut self.payload);
-        if decide(self.transport.send(&self.payload), 0) == Decision::Delivered {
+        if decide(self.transport.send(&self.payload, &mut || ()), 0) == Decision::Delivered {
             *losses = LossReport {
                 dropped,
                 failed,

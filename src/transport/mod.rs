@@ -134,10 +134,20 @@ impl Transport {
     }
 
     /// Sends one request and reads its answer: for a POST `payload` is the body, for a GET the
-    /// target with its query. A panic in the HTTP stack (which would otherwise end the worker,
-    /// and all delivery with it) is a failed request.
-    pub(crate) fn send(&mut self, payload: &[u8]) -> Result<Answer, Failure> {
-        catch_unwind(AssertUnwindSafe(|| self.exchange(payload))).unwrap_or_else(|_| {
+    /// target with its query. `while_waiting` runs once, when the request is written and the
+    /// answer not yet read: work done there costs no time on the round trip. A panic in the
+    /// HTTP stack (which would otherwise end the worker, and all delivery with it) is a failed
+    /// request.
+    pub(crate) fn send(
+        &mut self,
+        payload: &[u8],
+        while_waiting: &mut dyn FnMut(),
+    ) -> Result<Answer, Failure> {
+        let mut while_waiting = Some(while_waiting);
+        catch_unwind(AssertUnwindSafe(|| {
+            self.exchange(payload, &mut while_waiting)
+        }))
+        .unwrap_or_else(|_| {
             // Whatever state the connection was left in, it is not to be trusted.
             self.disconnect();
             Err(Failure::Request("the HTTP client panicked".into()))
@@ -151,7 +161,11 @@ impl Transport {
         }
     }
 
-    fn exchange(&mut self, payload: &[u8]) -> Result<Answer, Failure> {
+    fn exchange(
+        &mut self,
+        payload: &[u8],
+        while_waiting: &mut Option<&mut dyn FnMut()>,
+    ) -> Result<Answer, Failure> {
         let deadline = deadline_after(self.config.timeout);
         // A kept-alive connection that the receiver wrote to or closed since its last answer
         // is not used again: what waits there answers no request of ours.
@@ -172,7 +186,12 @@ impl Transport {
             };
             let conn = self.conn.insert(conn);
             let result = match conn.write_all(&self.out, deadline) {
-                Ok(()) => read_answer(call, &mut self.input, |buf| conn.read(buf, deadline)),
+                Ok(()) => {
+                    if let Some(work) = while_waiting.take() {
+                        work();
+                    }
+                    read_answer(call, &mut self.input, |buf| conn.read(buf, deadline))
+                }
                 Err(e) if is_timeout(&e) => Err(ReadError::Io(e)),
                 // The receiver may have answered before it stopped reading (a 413 for a body
                 // too large): that answer, not the broken write, is the outcome.

@@ -74,8 +74,9 @@ impl Serialize for AsMap<'_> {
 pub(crate) fn encode_form(source: &dyn FieldSource, out: &mut String) {
     let start = out.len();
     let mut form = form_urlencoded::Serializer::for_suffix(out, start);
-    // Serializing string pairs into a String cannot fail.
-    let _ = AsMap(source).serialize(serde_urlencoded::Serializer::new(&mut form));
+    source.for_each_field(&mut |key, value| {
+        form.append_pair(key, value);
+    });
     form.finish();
 }
 
