@@ -59,7 +59,13 @@
 //! a [connect](Builder::connect_timeout) and a [whole-request](Builder::timeout) timeout.
 //! A 2xx answer is delivered; a connection error, a timeout, 408, 429 or a 5xx other than 501
 //! is retried with capped, jittered exponential backoff (honouring `Retry-After`) within a
-//! [retry budget](Builder::retry_budget); any other answer rejects the record at once. When the
+//! [retry budget](Builder::retry_budget); any other answer rejects the record at once. An
+//! answer that is not HTTP the crate can use (junk, a 101, a head over 64 KiB, a new
+//! connection closed with no answer) gets one resend on a new connection, then the record
+//! fails. A kept-alive connection is checked before each reuse: bytes the receiver sent unasked
+//! since its last answer, or its close, mean a new connection, so no record takes another
+//! request's answer. Every request is framed and every answer parsed by ureq's sans-IO core,
+//! `ureq-proto`, over plain TCP or rustls. When the
 //! queue is full the new record is dropped (or, with [`Overflow::Block`], the caller waits up to
 //! a bound). [`Stats`] counts every record: sent, dropped, failed, or still queued. After a
 //! loss, the next delivery is followed by one `WARNING` record saying how many were lost and

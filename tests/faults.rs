@@ -14,49 +14,18 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use http_logger::{Builder, DEFAULT_QUEUE_CAPACITY, HttpLogger, Stats};
+use http_logger::{DEFAULT_QUEUE_CAPACITY, HttpLogger, Stats};
 use log::Log as _;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
+use support::logging::{WAIT, drop_bounded, fast, flushed};
 use support::{Reply, Request, STANDARD, Server};
 
-/// The most a flush, a receive or a drop may take before the test calls it a hang.
-const WAIT: Duration = Duration::from_secs(20);
 /// The most a `Server` script waits for the test to release it.
 const HANG_LIMIT: Duration = Duration::from_secs(30);
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
-}
-
-/// A builder with small backoffs and short timeouts, so that faults cost little time.
-fn fast(host: impl Into<String>) -> Builder {
-    // The `log!(logger: ...)` macros check the global max level first.
-    log::set_max_level(log::LevelFilter::Trace);
-    HttpLogger::builder(host, "/")
-        .backoff(ms(5), ms(20))
-        .retry_budget(5, Duration::from_secs(10))
-        .connect_timeout(Duration::from_secs(2))
-        .timeout(Duration::from_secs(5))
-        .shutdown_timeout(Duration::from_secs(2))
-}
-
-fn flushed(logger: &HttpLogger) {
-    assert!(
-        logger.flush_timeout(WAIT),
-        "flush did not finish: {:?}",
-        logger.stats()
-    );
-}
-
-/// Drops the logger on another thread and fails if that does not return within `WAIT`.
-fn drop_bounded(logger: HttpLogger) {
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        drop(logger);
-        let _ = tx.send(());
-    });
-    rx.recv_timeout(WAIT).expect("dropping the logger hung");
 }
 
 /// Logs "record 0" to "record {n-1}" at INFO from another thread and fails if that does not

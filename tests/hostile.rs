@@ -9,47 +9,16 @@
 mod support;
 
 use std::collections::HashMap;
-use std::sync::mpsc;
-use std::thread;
 use std::time::Duration;
 
-use http_logger::{Builder, HttpLogger, Stats};
+use http_logger::Stats;
+use support::logging::{WAIT, drop_bounded, fast, flushed};
 use support::{Reply, Request, Server};
 
-/// The most a flush, a receive or a drop may take before the test calls it a hang.
-const WAIT: Duration = Duration::from_secs(20);
 /// How late the unasked bytes come.
 const LATE: Duration = Duration::from_millis(50);
 
 const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
-
-fn fast(host: impl Into<String>) -> Builder {
-    // The `log!(logger: ...)` macros check the global max level first.
-    log::set_max_level(log::LevelFilter::Trace);
-    HttpLogger::builder(host, "/")
-        .backoff(Duration::from_millis(5), Duration::from_millis(20))
-        .retry_budget(5, Duration::from_secs(10))
-        .timeout(Duration::from_secs(5))
-        .shutdown_timeout(Duration::from_secs(2))
-}
-
-fn flushed(logger: &HttpLogger) {
-    assert!(
-        logger.flush_timeout(WAIT),
-        "flush did not finish: {:?}",
-        logger.stats()
-    );
-}
-
-/// Drops the logger on another thread and fails if that does not return within `WAIT`.
-fn drop_bounded(logger: HttpLogger) {
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        drop(logger);
-        let _ = tx.send(());
-    });
-    rx.recv_timeout(WAIT).expect("dropping the logger hung");
-}
 
 /// An answer, then `later` bytes `LATE` afterwards, unasked; the connection stays open.
 fn then_later(now: &[u8], later: &[u8]) -> Reply {

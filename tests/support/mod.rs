@@ -17,6 +17,7 @@
 #![allow(dead_code)]
 
 pub mod certs;
+pub mod logging;
 
 /// The standard fields of the wire contract (`WIRE.md`), in the order they are sent: the 21
 /// keys of a Python 3.12+ `LogRecord`, then `hostname`. Written out here, apart from the
