@@ -383,9 +383,11 @@ impl Builder {
     /// back the others.
     ///
     /// Defaults to [`DEFAULT_CONNECTIONS`] (1), for the order that receivers written for
-    /// Python's handler assume. One connection delivers about 12,000 records a second on a
-    /// 2-core machine; two deliver about seven times as much (`bash scripts/bench.sh`, figures
-    /// in the README).
+    /// Python's handler assume. Against nginx on a 2-core machine, one connection delivers
+    /// 20,000 to 29,000 records a second and two about 1.5 times as much (`bash
+    /// scripts/bench.sh`, figures in the README); how much more each connection adds depends
+    /// on the receiver and the cores. With one connection, the worker encodes the next record
+    /// while the receiver answers.
     pub fn connections(mut self, connections: usize) -> Builder {
         self.connections = connections;
         self
