@@ -110,6 +110,8 @@ impl HttpLogger {
 /// | [`shutdown_timeout`](Builder::shutdown_timeout) | [`DEFAULT_SHUTDOWN_TIMEOUT`] (5 s) |
 /// | [`retry_budget`](Builder::retry_budget) | [`DEFAULT_RETRY_ATTEMPTS`] (12), [`DEFAULT_RETRY_TIME`] (30 s) |
 /// | [`backoff`](Builder::backoff) | [`DEFAULT_MIN_BACKOFF`] (50 ms) to [`DEFAULT_MAX_BACKOFF`] (2 s) |
+/// | [`print_losses`](Builder::print_losses) | `true` |
+/// | [`flush_on_signals`](Builder::flush_on_signals) | `false` |
 /// | [`hostname`](Builder::hostname) | `true` |
 /// | [`process_name`](Builder::process_name) | the executable's file name |
 /// | [`max_record_bytes`](Builder::max_record_bytes) | [`DEFAULT_MAX_RECORD_BYTES`] (4 MiB) |
@@ -142,6 +144,8 @@ pub struct Builder {
     connections: usize,
     map_record: Option<MapRecord>,
     json: bool,
+    print_losses: bool,
+    flush_on_signals: bool,
 }
 
 impl Builder {
@@ -177,6 +181,8 @@ impl Builder {
             connections: DEFAULT_CONNECTIONS,
             map_record: None,
             json: false,
+            print_losses: true,
+            flush_on_signals: false,
         }
     }
 
@@ -424,6 +430,42 @@ impl Builder {
         self
     }
 
+    /// Whether a shutdown that gives records up (dropping a built logger, the exit of the
+    /// program) says so in one line on stderr: how many, where to, and why, as
+    /// `http-logger: 2,749 records not delivered to http://127.0.0.1:9100/ within the 5 s
+    /// shutdown timeout (at exit): connection refused (retrying)`.
+    ///
+    /// Defaults to `true`: no record is lost without a word.
+    pub fn print_losses(mut self, print: bool) -> Builder {
+        self.print_losses = print;
+        self
+    }
+
+    /// On SIGTERM (what `docker stop` and Kubernetes send) or SIGINT (Ctrl-C), delivers what
+    /// every logger holds, each within its [shutdown timeout](Builder::shutdown_timeout), then
+    /// ends the process as the signal would have: killed by it, exit status 143 for SIGTERM and
+    /// 130 for SIGINT as a shell reports it. The signals are taken with `signal-hook`, on a
+    /// thread of their own; a program's own handlers of these signals stop being called.
+    ///
+    /// Leave it off in a program that handles these signals itself (tokio's
+    /// `signal::ctrl_c()`, say): end it by returning from `main` (or `std::process::exit`),
+    /// and the records are delivered at exit all the same. Only on Unix; elsewhere it does
+    /// nothing.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), http_logger::Error> {
+    /// http_logger::HttpLogger::builder("localhost:8000", "/")
+    ///     .flush_on_signals(true)
+    ///     .init()?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// Defaults to `false`: a library does not take a signal unasked.
+    pub fn flush_on_signals(mut self, flush: bool) -> Builder {
+        self.flush_on_signals = flush;
+        self
+    }
+
     /// Whether to send the `hostname` field (Python's handler sends none).
     ///
     /// Defaults to `true`.
@@ -512,7 +554,9 @@ impl Builder {
         )
         .map_err(|reason| Error::new(ErrorKind::InvalidConfig, reason))?;
         let (tx, rx) = crossbeam_channel::bounded(self.queue_capacity);
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared::new(
+            self.print_losses.then(|| endpoint.base.clone()),
+        ));
         for _ in 0..self.connections {
             let worker = Worker {
                 rx: rx.clone(),
@@ -541,7 +585,13 @@ impl Builder {
                     .with_source(e)
                 })?;
         }
-        crate::logger::deliver_at_exit(&shared, self.shutdown_timeout);
+        crate::shutdown::deliver_at_exit(&shared, self.shutdown_timeout);
+        if self.flush_on_signals && !crate::shutdown::deliver_on_signals() {
+            return Err(Error::new(
+                ErrorKind::Spawn,
+                "could not take SIGTERM and SIGINT for flush_on_signals(true)",
+            ));
+        }
         Ok(HttpLogger {
             filter,
             stack_info: self.stack_info,
@@ -718,6 +768,8 @@ impl fmt::Debug for Builder {
             .field("connections", &self.connections)
             .field("map_record", &self.map_record.as_ref().map(|_| "<fn>"))
             .field("json", &self.json)
+            .field("print_losses", &self.print_losses)
+            .field("flush_on_signals", &self.flush_on_signals)
             .finish()
     }
 }

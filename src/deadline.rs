@@ -2,9 +2,11 @@
 
 use std::time::{Duration, Instant};
 
+/// The longest wait taken as it is: longer is forever.
+pub(crate) const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 /// `now + wait`, saturating far in the future instead of overflowing on `Duration::MAX`.
 pub(crate) fn deadline_after(wait: Duration) -> Instant {
-    const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
     Instant::now() + wait.min(FOREVER)
 }
 

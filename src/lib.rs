@@ -111,6 +111,7 @@ mod deadline;
 mod error;
 #[cfg(feature = "log4rs")]
 mod log4rs;
+mod shutdown;
 mod sys;
 
 pub use builder::{

@@ -1,8 +1,8 @@
 //! The `log::Log` implementation: filter, capture, enqueue. Never any I/O.
 
 use std::fmt;
-use std::sync::{Arc, Mutex, Once, OnceLock, Weak};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use crossbeam_channel::{SendTimeoutError, Sender, TrySendError};
 
@@ -64,39 +64,6 @@ pub struct HttpLogger {
 /// The installed logger's state, for [`stats()`](crate::stats()) and [`last_error`].
 static INSTALLED: OnceLock<Arc<Shared>> = OnceLock::new();
 
-/// Every built logger still alive, with its shutdown timeout, for the exit hook: a logger
-/// inside `fern` or `log4rs` is never dropped either.
-static LIVE: Mutex<Vec<(Weak<Shared>, Duration)>> = Mutex::new(Vec::new());
-
-/// Registers a built logger for delivery at exit (and the exit hook, once).
-pub(crate) fn deliver_at_exit(shared: &Arc<Shared>, shutdown_timeout: Duration) {
-    static HOOK: Once = Once::new();
-    HOOK.call_once(|| {
-        crate::sys::at_exit(exit_hook);
-    });
-    let mut live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
-    live.retain(|(shared, _)| shared.strong_count() > 0);
-    live.push((Arc::downgrade(shared), shutdown_timeout));
-}
-
-/// Runs at normal exit: delivers what every live logger holds, all within the longest of
-/// their shutdown timeouts.
-extern "C" fn exit_hook() {
-    // Unwinding out of an `extern "C"` fn aborts; a panic here must not.
-    let _ = std::panic::catch_unwind(|| {
-        let live: Vec<_> = LIVE
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .filter_map(|(shared, timeout)| Some((shared.upgrade()?, *timeout)))
-            .collect();
-        let start = Instant::now();
-        for (shared, timeout) in live {
-            shared.flush(start + timeout.min(Duration::from_secs(100 * 365 * 24 * 3600)));
-        }
-    });
-}
-
 /// Targets whose records are never sent: our own, and our HTTP stack's (ureq-proto dumps the
 /// bytes it writes and reads at TRACE, rustls tells of its handshakes).
 const OWN_STACK: [&str; 3] = ["http_logger", "ureq_proto", "rustls"];
@@ -115,8 +82,11 @@ impl HttpLogger {
         self.shared.stats()
     }
 
-    /// Why the last record this logger gave up (counted in [`Stats::failed`]) was given up: the
-    /// receiver's status, a connection or TLS error, a timeout. `None` while none was.
+    /// The latest delivery problem: while a record is being retried, why (ending in
+    /// `(retrying)`, as `connection refused (retrying)`); else why the last record this logger
+    /// gave up (counted in [`Stats::failed`]) was given up: the receiver's status, a connection
+    /// or TLS error, a timeout. `None` while there was none. It is not cleared when delivery
+    /// recovers: [`stats`](HttpLogger::stats) tells whether records go.
     pub fn last_error(&self) -> Option<String> {
         self.shared.last_error()
     }
@@ -161,8 +131,8 @@ pub fn stats() -> Option<Stats> {
     INSTALLED.get().map(|shared| shared.stats())
 }
 
-/// The installed logger's [`HttpLogger::last_error`]: why the last record it gave up was given
-/// up. `None` when none was, or when no `HttpLogger` is installed.
+/// The installed logger's [`HttpLogger::last_error`]: its latest delivery problem. `None` when
+/// there was none, or when no `HttpLogger` is installed.
 pub fn last_error() -> Option<String> {
     INSTALLED.get().and_then(|shared| shared.last_error())
 }
@@ -177,8 +147,10 @@ impl log::Log for HttpLogger {
             return;
         }
         let counters = &self.shared.counters;
-        let seq = self.shared.accept();
+        // Numbered only once captured: a `Display` that panics in the capture must not leave a
+        // number that never finishes, for every later flush to wait on.
         let mut rec = Captured::capture(record, self.max_record_bytes);
+        let seq = self.shared.accept();
         rec.seq = seq;
         if record.level() <= self.stack_info {
             rec.stack = Some(Box::new(std::backtrace::Backtrace::force_capture()));
@@ -210,7 +182,9 @@ impl Drop for HttpLogger {
     /// Delivers what is queued, waiting at most the shutdown timeout, then gives up the rest.
     /// (An installed logger is never dropped: the exit hook does this instead.)
     fn drop(&mut self) {
-        self.shared.flush(deadline_after(self.shutdown_timeout));
+        let timeout = self.shutdown_timeout;
+        self.shared
+            .shut_down(deadline_after(timeout), timeout, "the logger was dropped");
         self.shared.abandon();
     }
 }

@@ -768,3 +768,23 @@ fn own_stack_records_are_never_sent_or_counted_while_the_logger_retries() {
         "{s:?}"
     );
 }
+
+#[test]
+fn last_error_names_the_problem_while_a_record_is_retried() {
+    let addr = refused_addr(); // the listener is dropped: nothing listens there
+    let logger = fast(addr.to_string())
+        .retry_budget(100_000, Duration::from_secs(60))
+        .shutdown_timeout(ms(100))
+        .print_losses(false)
+        .build()
+        .unwrap();
+    assert_eq!(logger.last_error(), None);
+    log::info!(logger: logger, "to a receiver that is down");
+    wait_until("last_error while retrying", || {
+        logger
+            .last_error()
+            .is_some_and(|e| e.contains("connection refused") && e.ends_with("(retrying)"))
+    });
+    assert_eq!(logger.stats().queued, 1, "still being retried");
+    drop_bounded(logger);
+}

@@ -45,6 +45,34 @@ fn child(scenario: &str, host: &str) {
                 log::error!("record {i}");
             }
         }
+        // 2,000 records queued for a slow receiver, then the process waits to be stopped.
+        "sigterm" => {
+            HttpLogger::builder(host, "/")
+                .flush_on_signals(true)
+                .queue_capacity(4096)
+                .shutdown_timeout(Duration::from_secs(20))
+                .init()
+                .expect("init");
+            for i in 0..2000 {
+                log::info!("record {i}");
+            }
+            println!("queued: {}", http_logger::stats().expect("stats").queued);
+            loop {
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+        // Flushed, then the program returns: one wait, one line on stderr.
+        "flush-then-exit" => {
+            HttpLogger::builder(host, "/")
+                .shutdown_timeout(Duration::from_millis(500))
+                .init()
+                .expect("init");
+            for i in 0..100 {
+                log::error!("record {i}");
+            }
+            log::logger().flush();
+            println!("flushed: {:?}", http_logger::stats());
+        }
         // init twice, stats before and after, and a record at TRACE with ureq-proto logging at
         // TRACE on the worker: only our records reach the receiver.
         "init-twice" => {
@@ -291,6 +319,49 @@ fn no_secret_reaches_any_logger_at_trace_over_https() {
     }
 }
 
+fn sigterm_delivers_what_is_queued_then_ends_the_process_as_sigterm_does() {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::process::ExitStatusExt;
+    // Slow: 2,000 records take seconds, so most are still queued when the signal comes.
+    let server = Server::with_script(|_, _| Reply::Delay(Duration::from_millis(1), 200));
+    let mut child = Command::new(std::env::current_exe().expect("test binary"))
+        .env("HTTP_LOGGER_CHILD", "sigterm")
+        .env("HTTP_LOGGER_HOST", server.host())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn child");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    stdout.read_line(&mut line).expect("the child's first line");
+    assert!(line.starts_with("queued: "), "{line}");
+    let queued: u64 = line["queued: ".len()..].trim().parse().expect("a count");
+    assert!(queued > 1000, "most records still queued: {queued}");
+    // SAFETY: kill(2) on our own child's pid, with a valid signal number.
+    #[allow(unsafe_code)]
+    let sent = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    assert_eq!(sent, 0, "SIGTERM sent");
+    let deadline = Instant::now() + WAIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait child") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the child did not end after SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(
+        status.signal(),
+        Some(libc::SIGTERM),
+        "killed by SIGTERM: {status:?}"
+    );
+    let want: Vec<String> = (0..2000).map(|i| format!("record {i}")).collect();
+    assert_eq!(messages(&server, 2000), want);
+}
+
 fn messages(server: &Server, n: usize) -> Vec<String> {
     server
         .recv_n(n, Duration::from_secs(5))
@@ -324,6 +395,18 @@ fn exits_within_the_shutdown_timeout_when_the_receiver_is_gone() {
         .port();
     let out = run_child("receiver-gone", &format!("127.0.0.1:{port}"));
     assert_eq!(out.code, Some(0), "{}", out.stderr);
+    // What was given up is said, once, on stderr.
+    let line = format!(
+        "http-logger: 100 records not delivered to http://127.0.0.1:{port}/ within the 500 ms shutdown timeout (at exit): "
+    );
+    assert_eq!(out.stderr.matches(&line).count(), 1, "{}", out.stderr);
+    assert!(out.stderr.contains("connection refused"), "{}", out.stderr);
+    // A flush that waited its time out, then the exit: no second wait (the shutdown says so
+    // by giving up the same records at once), one line.
+    let out = run_child("flush-then-exit", &format!("127.0.0.1:{port}"));
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(out.stdout.contains("queued: 100"), "{}", out.stdout);
+    assert_eq!(out.stderr.matches(&line).count(), 1, "{}", out.stderr);
     // And a receiver that accepts and never answers.
     let server = Server::with_script(|_, _| Reply::Hang);
     let out = run_child("receiver-gone", &server.host());
@@ -398,7 +481,11 @@ fn main() {
         child(&scenario, &host);
         return;
     }
-    let tests: [(&str, fn()); 7] = [
+    let tests: [(&str, fn()); 8] = [
+        (
+            "sigterm_delivers_what_is_queued_then_ends_the_process_as_sigterm_does",
+            sigterm_delivers_what_is_queued_then_ends_the_process_as_sigterm_does,
+        ),
         (
             "no_secret_reaches_any_logger_at_trace_over_https",
             no_secret_reaches_any_logger_at_trace_over_https,

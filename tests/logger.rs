@@ -603,3 +603,34 @@ fn overflow_block_gives_up_after_its_bound_when_the_receiver_hangs() {
     assert_eq!((stats.logged, stats.dropped), (3, 1), "{stats:?}");
     assert_eq!(stats.queued, 2, "{stats:?}");
 }
+
+#[test]
+fn a_display_that_panics_leaves_nothing_for_a_flush_to_wait_on() {
+    struct Panics;
+    impl fmt::Display for Panics {
+        fn fmt(&self, _: &mut fmt::Formatter<'_>) -> fmt::Result {
+            panic!("a Display that panics");
+        }
+    }
+    let server = Server::start();
+    let logger = logger(&server, "/", Method::Post);
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        log::info!(logger: logger, "{}", Panics);
+    }));
+    assert!(
+        caught.is_err(),
+        "the panic reaches the caller, as with any logger"
+    );
+    log::info!(logger: logger, "after the panic");
+    // A number taken by the panicked record would never finish: this flush would wait its
+    // whole (long) timeout and say no.
+    assert!(logger.flush_timeout(Duration::from_secs(60)));
+    let stats = logger.stats();
+    assert_eq!(
+        (stats.logged, stats.sent, stats.queued),
+        (1, 1, 0),
+        "{stats:?}"
+    );
+    let got = server.recv(WAIT).expect("the record after the panic");
+    assert_eq!(got.field("msg").as_deref(), Some("after the panic"));
+}

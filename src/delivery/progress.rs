@@ -84,14 +84,30 @@ pub(crate) struct Shared {
     next_seq: AtomicU64,
     /// Set when the logger shuts down and its timeout has passed: give up what is left.
     abandon: AtomicBool,
-    /// Why the last record given up was given up.
+    /// The current delivery problem (a record being retried), or why the last record given
+    /// up was given up.
     last_error: Mutex<Option<String>>,
     pub(crate) losses: Mutex<LossReport>,
     done: Mutex<Watermark>,
     progress: Condvar,
+    /// Every record numbered below this was waited for by a flush that ran out of time: a
+    /// shutdown does not wait for them a second time.
+    waited_out: AtomicU64,
+    /// Where records go, for the line a shutdown prints when it gives records up; `None`
+    /// prints no line.
+    pub(crate) loss_line: Option<String>,
 }
 
 impl Shared {
+    /// The state of a new logger; `loss_line` is where its records go, for the line a shutdown
+    /// prints when it gives records up (`None`: no line).
+    pub(crate) fn new(loss_line: Option<String>) -> Shared {
+        Shared {
+            loss_line,
+            ..Shared::default()
+        }
+    }
+
     pub(crate) fn stats(&self) -> Stats {
         self.counters.snapshot(&self.next_seq)
     }
@@ -116,6 +132,7 @@ impl Shared {
             }
             let now = Instant::now();
             if now >= deadline {
+                self.waited_out.fetch_max(target, Ordering::SeqCst);
                 return false;
             }
             done.wake_at = done.wake_at.min(target);
@@ -125,6 +142,37 @@ impl Shared {
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
+    }
+
+    /// The flush of a shutdown (a drop, the exit, a signal): waits for every record logged
+    /// before it until `deadline` (`timeout` after the shutdown began), but not at all when a flush already waited its time out for
+    /// all of them (so a program that flushes, then exits, waits once). Then tells on stderr
+    /// how many records it gives up, where to and why, unless told not to (see
+    /// [`loss_line`](Shared::loss_line)). `what` names the shutdown in that line. Returns how
+    /// many records it gives up.
+    pub(crate) fn shut_down(&self, deadline: Instant, timeout: Duration, what: &str) -> u64 {
+        let logged = self.next_seq.load(Ordering::SeqCst);
+        let deadline = if logged <= self.waited_out.load(Ordering::SeqCst) {
+            Instant::now()
+        } else {
+            deadline
+        };
+        if self.flush(deadline) {
+            return 0;
+        }
+        let left = self.stats().queued;
+        if let (true, Some(destination)) = (left > 0, &self.loss_line) {
+            let why = self
+                .last_error()
+                .unwrap_or_else(|| "the receiver is too slow".to_owned());
+            eprintln!(
+                "http-logger: {} record{} not delivered to {destination} within the {} shutdown timeout ({what}): {why}",
+                thousands(left),
+                if left == 1 { "" } else { "s" },
+                seconds(timeout),
+            );
+        }
+        left
     }
 
     /// Counts record `seq` in `outcome` and marks it finished.
@@ -173,6 +221,11 @@ impl Shared {
             .clone()
     }
 
+    /// Names the current delivery problem, while a record is retried.
+    pub(crate) fn note_problem(&self, reason: String) {
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason);
+    }
+
     pub(crate) fn record_failure(&self, reason: String) {
         let mut last = self.last_error.lock().unwrap_or_else(|e| e.into_inner());
         self.losses
@@ -180,6 +233,28 @@ impl Shared {
             .unwrap_or_else(|e| e.into_inner())
             .last_reason = Some(reason.clone());
         *last = Some(reason);
+    }
+}
+
+/// `n` with a comma between each group of three digits: `2,749`.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A timeout as a person writes it: `5 s`, `1.5 s`, `250 ms`.
+fn seconds(d: Duration) -> String {
+    if d < Duration::from_secs(1) {
+        format!("{} ms", d.as_millis())
+    } else {
+        format!("{} s", d.as_secs_f64())
     }
 }
 
@@ -250,6 +325,53 @@ mod tests {
             (stats.logged, stats.sent, stats.failed, stats.queued),
             (2, 1, 1, 0)
         );
+    }
+
+    #[test]
+    fn a_shutdown_after_a_flush_that_timed_out_does_not_wait_again() {
+        let shared = Arc::new(Shared::default());
+        let stuck = shared.accept(); // never finished: the receiver is down
+        assert!(!shared.flush(Instant::now() + Duration::from_millis(20)));
+        // The same records: no second wait (an hour, if it did wait).
+        let s = shared.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            tx.send(s.shut_down(
+                deadline_after(Duration::from_secs(3600)),
+                Duration::from_secs(3600),
+                "drop",
+            ))
+        });
+        let left = rx.recv_timeout(Duration::from_secs(20));
+        assert_eq!(
+            left,
+            Ok(1),
+            "it returned at once and gives up the one record"
+        );
+        // A record logged after that flush gets the whole wait again.
+        let later = shared.accept();
+        shared.finish(stuck, &shared.counters.failed);
+        let s = shared.clone();
+        let waiter = std::thread::spawn(move || {
+            s.shut_down(
+                deadline_after(Duration::from_secs(20)),
+                Duration::from_secs(20),
+                "exit",
+            )
+        });
+        shared.finish(later, &shared.counters.sent);
+        assert_eq!(waiter.join().unwrap(), 0, "it waited for the later record");
+    }
+
+    #[test]
+    fn numbers_and_timeouts_are_written_for_people() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(2749), "2,749");
+        assert_eq!(thousands(1_000_000), "1,000,000");
+        assert_eq!(seconds(Duration::from_secs(5)), "5 s");
+        assert_eq!(seconds(Duration::from_millis(1500)), "1.5 s");
+        assert_eq!(seconds(Duration::from_millis(250)), "250 ms");
     }
 
     #[test]

@@ -173,6 +173,7 @@ impl Worker {
                         return Err(format!("{reason} (retry time budget spent)"));
                     }
                     Counters::add(&self.shared.counters.retried);
+                    self.shared.note_problem(format!("{reason} (retrying)"));
                     if !self.shared.sleep(wait) {
                         return Err(format!("{reason} (shut down before it could be retried)"));
                     }
