@@ -338,6 +338,11 @@ impl Builder {
 
     /// How many records the queue holds while the worker delivers. Memory is bounded by it.
     ///
+    /// With [`Overflow::Drop`], records less severe than `WARN` fill at most three quarters of
+    /// it: when chatter fills the queue (a receiver down, a burst of debug records), warnings
+    /// and errors still find room. A record that finds no room is dropped and counted in
+    /// [`Stats::dropped`](crate::Stats::dropped).
+    ///
     /// Defaults to [`DEFAULT_QUEUE_CAPACITY`] (16,384).
     pub fn queue_capacity(mut self, capacity: usize) -> Builder {
         self.queue_capacity = capacity;
@@ -594,6 +599,7 @@ impl Builder {
         }
         Ok(HttpLogger {
             filter,
+            chatter_room: chatter_room(self.queue_capacity),
             stack_info: self.stack_info,
             tx,
             shared,
@@ -706,6 +712,12 @@ impl Builder {
         }
         Ok(headers)
     }
+}
+
+/// How much of a queue of `capacity` records less severe than `WARN` may fill: three quarters,
+/// and at least one record.
+fn chatter_room(capacity: usize) -> usize {
+    (capacity - capacity / 4).max(1)
 }
 
 /// The running executable's file name, as `processName`.
@@ -854,6 +866,13 @@ mod tests {
             "{shown}"
         );
         assert!(shown.contains("http://127.0.0.1:9/"), "{shown}");
+    }
+
+    #[test]
+    fn chatter_fills_three_quarters_of_the_queue() {
+        assert_eq!(chatter_room(16_384), 12_288);
+        assert_eq!(chatter_room(4), 3);
+        assert_eq!(chatter_room(1), 1, "a queue of one still takes any record");
     }
 
     #[test]

@@ -44,7 +44,8 @@
 //!   (`log::error!(err:err; "save failed")`) is appended with its causes,
 //!   `save failed: could not save: disk full`, and fills `exc_info` (its `Debug`) and
 //!   `exc_text` (one cause per line, as `anyhow` prints it). Its own key-value carries the
-//!   one-line chain.
+//!   one-line chain. An `anyhow::Error` is captured through the error it holds:
+//!   `log::error!(err:err = *e; "save failed")`.
 //! - `args` is `()`; `funcName` is `(unknown function)`; `taskName` and `stack_info` are `None`;
 //!   levels are `ERROR`/40, `WARNING`/30, `INFO`/20, `DEBUG`/10, `TRACE`/5.
 //! - `created`, `msecs`, `relativeCreated` come from one clock reading and are written as

@@ -52,6 +52,9 @@ pub struct HttpLogger {
     /// Records at or above it carry a backtrace.
     pub(crate) stack_info: log::LevelFilter,
     pub(crate) tx: Sender<Captured>,
+    /// How many queued records a record less severe than `WARN` still finds room behind: the
+    /// rest of the queue is kept for warnings and errors.
+    pub(crate) chatter_room: usize,
     pub(crate) shared: Arc<Shared>,
     pub(crate) overflow: Overflow,
     pub(crate) max_record_bytes: usize,
@@ -157,6 +160,12 @@ impl log::Log for HttpLogger {
         }
         if rec.truncated {
             Counters::add(&counters.truncated);
+        }
+        // Room kept for warnings and errors, when the caller does not wait for room anyway.
+        let chatter = record.level() > log::Level::Warn && self.overflow == Overflow::Drop;
+        if chatter && self.tx.len() >= self.chatter_room {
+            self.shared.finish(seq, &counters.dropped);
+            return;
         }
         let queued = match self.overflow {
             Overflow::Drop => self.tx.try_send(rec).map_err(|e| match e {

@@ -788,3 +788,48 @@ fn last_error_names_the_problem_while_a_record_is_retried() {
     assert_eq!(logger.stats().queued, 1, "still being retried");
     drop_bounded(logger);
 }
+
+#[test]
+fn an_error_finds_room_in_a_queue_full_of_debug_records() {
+    let gate = Gate::new();
+    let held = gate.clone();
+    let server = Server::with_script(move |i, _| {
+        if i == 0 {
+            held.wait(); // the worker is held on the first record while the queue fills
+        }
+        Reply::Status(200)
+    });
+    let logger = fast(server.host())
+        .level(log::LevelFilter::Debug)
+        .queue_capacity(8)
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    log::info!(logger: logger, "first");
+    wait_until("the first record to reach the receiver", || {
+        server.requests() >= 1
+    });
+    for i in 0..100 {
+        log::debug!(logger: logger, "chatter {i}");
+    }
+    let chatter_dropped = logger.stats().dropped;
+    log::error!(logger: logger, "the error");
+    assert_eq!(
+        logger.stats().dropped,
+        chatter_dropped,
+        "the error was not dropped"
+    );
+    gate.open();
+    flushed(&logger);
+    let s = logger.stats();
+    assert_adds_up(&s);
+    // The worker holds one record and may have taken one more; the queue holds 6 of chatter.
+    assert!(s.dropped >= 100 - 8, "{s:?}");
+    // The records, and the one loss report the first delivery is followed by.
+    let got = server.recv_n(s.sent as usize + 1, WAIT);
+    let got = msgs(got.iter().filter(|r| !is_report(r)));
+    assert_eq!(got.first().map(String::as_str), Some("first"));
+    assert_eq!(got.last().map(String::as_str), Some("the error"), "{got:?}");
+    assert!(got.len() <= 1 + 1 + 6 + 1, "{got:?}");
+    drop_bounded(logger);
+}

@@ -634,3 +634,21 @@ fn a_display_that_panics_leaves_nothing_for_a_flush_to_wait_on() {
     let got = server.recv(WAIT).expect("the record after the panic");
     assert_eq!(got.field("msg").as_deref(), Some("after the panic"));
 }
+
+#[test]
+fn an_anyhow_error_arrives_with_its_contexts_and_cause() {
+    let server = Server::start();
+    let logger = logger(&server, "/", Method::Post);
+    let cause = std::io::Error::other("database is read-only");
+    let e = anyhow::Error::new(cause).context("could not save profile of ann");
+    log::error!(logger: logger, err:err = *e; "request failed");
+    flushed(&logger);
+    let got = server.recv(WAIT).expect("the record");
+    assert_eq!(
+        got.field("msg").as_deref(),
+        Some("request failed: could not save profile of ann: database is read-only")
+    );
+    let text = got.field("exc_text").unwrap();
+    assert!(text.contains("could not save profile of ann"), "{text}");
+    assert!(text.contains("database is read-only"), "{text}");
+}
