@@ -17,7 +17,8 @@
 //!   stats, and the peak memory (`VmHWM`) with its baseline before the logger was built. The
 //!   queue defaults to N records so that nothing is dropped: the run measures the caller and
 //!   the delivery, not the drop path (`--queue` smaller shows the drops).
-//!   With `--secure` the logger sends over HTTPS, trusting the CA in `--ca FILE` (PEM).
+//!   With `--secure` the logger sends over HTTPS, trusting the CA in `--ca FILE` (PEM). With
+//!   `--record-bytes N` (here and with `--down`) each message carries N bytes more.
 //! * `--payload FILE`: writes what one real record is on the wire (the form body of a POST,
 //!   the `/?fields` target of a GET) to FILE, for a plain HTTP client (`wrk`, in
 //!   `scripts/bench.sh`) to send the same bytes: the loopback limit to compare with.
@@ -34,7 +35,7 @@ use std::time::{Duration, Instant};
 
 use http_logger::{Fields, HttpLogger, Method};
 
-const USAGE: &str = "usage: loadgen --host HOST:PORT [--records N] [--threads T] [--connections C] [--queue Q] [--method post|get] [--secure --ca FILE] | loadgen --down [--records N] | loadgen --payload FILE [--method post|get]";
+const USAGE: &str = "usage: loadgen --host HOST:PORT [--records N] [--threads T] [--connections C] [--queue Q] [--method post|get] [--secure --ca FILE] [--record-bytes N] | loadgen --down [--records N] [--record-bytes N] | loadgen --payload FILE [--method post|get]";
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -55,6 +56,8 @@ struct Options {
     secure: bool,
     ca: Option<String>,
     payload: Option<String>,
+    /// `--record-bytes N`: each message carries N more bytes.
+    record_bytes: usize,
 }
 
 fn parse_args() -> Result<Options, String> {
@@ -69,6 +72,7 @@ fn parse_args() -> Result<Options, String> {
         secure: false,
         ca: None,
         payload: None,
+        record_bytes: 0,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -97,6 +101,7 @@ fn parse_args() -> Result<Options, String> {
                 options.payload = Some(value()?);
             }
             "--secure" => options.secure = true,
+            "--record-bytes" => options.record_bytes = number(value()?)?,
             "--ca" => options.ca = Some(value()?),
             "--help" | "-h" => return Err(String::new()),
             _ => return Err(format!("unknown option {arg:?}")),
@@ -201,7 +206,11 @@ fn print_calls(per_thread: Vec<Vec<u64>>, pair: u64) {
 /// Returns the call times in nanoseconds, per thread, and when the first call started. The
 /// time vectors are given (allocated and touched) by the caller, before its memory baseline,
 /// and given back as they are: merging them would allocate.
-fn log_records(logger: &HttpLogger, mut slots: Vec<Vec<u64>>) -> (Vec<Vec<u64>>, Instant) {
+fn log_records(
+    logger: &HttpLogger,
+    mut slots: Vec<Vec<u64>>,
+    padding: &str,
+) -> (Vec<Vec<u64>>, Instant) {
     let threads = slots.len();
     let barrier = Barrier::new(threads + 1);
     let first = Mutex::new(None::<Instant>);
@@ -220,7 +229,11 @@ fn log_records(logger: &HttpLogger, mut slots: Vec<Vec<u64>>) -> (Vec<Vec<u64>>,
                         for (i, slot) in times.iter_mut().enumerate() {
                             let name = NAMES[i % NAMES.len()];
                             let before = Instant::now();
-                            log::info!(logger: logger, "user {} logged in after {} tries", name, i);
+                            if padding.is_empty() {
+                                log::info!(logger: logger, "user {} logged in after {} tries", name, i);
+                            } else {
+                                log::info!(logger: logger, "user {} logged in after {} tries {}", name, i, padding);
+                            }
                             *slot = before.elapsed().as_nanos() as u64;
                         }
                         times
@@ -258,6 +271,7 @@ fn run_logger(options: &Options) -> Result<(), String> {
     let queue = options.queue.unwrap_or(records.max(1));
     let pair = instant_pair_ns();
     let slots = time_slots(records, options.threads);
+    let padding = "x".repeat(options.record_bytes);
     let baseline = status_kib("VmHWM");
     let mut builder = HttpLogger::builder(host, "/")
         .method(options.method)
@@ -275,7 +289,7 @@ fn run_logger(options: &Options) -> Result<(), String> {
         .build()
         .map_err(|e| format!("cannot build the logger: {e}"))?;
 
-    let (calls, first) = log_records(&logger, slots);
+    let (calls, first) = log_records(&logger, slots, &padding);
     let logged_at = first.elapsed();
     let flushed = logger.flush_timeout(Duration::from_secs(300));
     let total = first.elapsed();
@@ -321,12 +335,13 @@ fn run_down(options: &Options) -> Result<(), String> {
         .port();
     let pair = instant_pair_ns();
     let slots = time_slots(records, 1);
+    let padding = "x".repeat(options.record_bytes);
     let baseline = status_kib("VmHWM");
     let logger = HttpLogger::builder(format!("127.0.0.1:{port}"), "/")
         .method(options.method)
         .build()
         .map_err(|e| format!("cannot build the logger: {e}"))?;
-    let (calls, first) = log_records(&logger, slots);
+    let (calls, first) = log_records(&logger, slots, &padding);
     let logged_at = first.elapsed();
     let peak = status_kib("VmHWM");
     let stats = logger.stats();

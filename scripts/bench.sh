@@ -8,6 +8,7 @@
 #   http://:  ours vs wrk, same connections (1 and 2)        >= 0.90
 #   https://: ours vs wrk over TLS, same connections         >= 0.80
 #   peak memory, receiver down, 1M records                   < 64 MiB above the baseline
+#   peak memory, receiver down, 20,000 records of 1 MB       < 128 MiB above the baseline
 #
 # One command from a clean clone: `bash scripts/bench.sh` (with or without CARGO_TARGET_DIR).
 # The receiver is nginx (`return 200`, keep-alive, access log off: a receiver that costs as
@@ -19,7 +20,8 @@
 # target is marked MISSED; the script fails only when something crashes.
 #
 # Settings (environment): RECORDS (our runs, default 200000), WRK_SECONDS (default 5),
-# PY_RECORDS (Python, default 5000), DOWN_RECORDS (default 1000000), CONNECTIONS (default
+# PY_RECORDS (Python, default 5000), DOWN_RECORDS (default 1000000), BIG_RECORDS (records of
+# 1 MB with the receiver down, default 20000), CONNECTIONS (default
 # "1 2"), METHOD (post or get, default post), PYTHON (default python3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,6 +30,7 @@ RECORDS=${RECORDS:-200000}
 WRK_SECONDS=${WRK_SECONDS:-5}
 PY_RECORDS=${PY_RECORDS:-5000}
 DOWN_RECORDS=${DOWN_RECORDS:-1000000}
+BIG_RECORDS=${BIG_RECORDS:-20000}
 CONNECTIONS=${CONNECTIONS:-"1 2"}
 METHOD=${METHOD:-post}
 PYTHON=${PYTHON:-python3}
@@ -178,6 +181,7 @@ for c in $CONNECTIONS; do
   wrk_run "wrk_https_$c" "https://$tls_host/" "$c"
 done
 run down "$bin/loadgen" --down --records "$DOWN_RECORDS" --method "$METHOD"
+run down_big "$bin/loadgen" --down --records "$BIG_RECORDS" --record-bytes 1000000 --method "$METHOD"
 
 # ---- the table ----
 py="$work/python"
@@ -242,8 +246,12 @@ for scheme in http https; do
   done
 done
 down_mib=$(get peak_above_baseline_mib "$d")
+big="$work/down_big"
+big_mib=$(get peak_above_baseline_mib "$big")
 line "peak memory above baseline, receiver down, $(get logged "$d") records" \
   "$down_mib MiB" "target < 64 MiB: $(verdict "$down_mib" '<' 64)"
+line "peak memory above baseline, receiver down, $(get logged "$big") records of 1 MB" \
+  "$big_mib MiB" "target < 128 MiB: $(verdict "$big_mib" '<' 128)"
 echo "receiver down: logged $(get logged "$d"), sent $(get sent "$d"), dropped $(get dropped "$d")," \
   "failed $(get failed "$d"), queued $(get queued "$d"), retried $(get retried "$d"); shutdown took $(get shutdown_s "$d") s"
 echo "took $(($(date +%s) - started)) s"

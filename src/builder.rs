@@ -24,6 +24,8 @@ use crate::wire::record::now_ns;
 pub const DEFAULT_LEVEL: log::LevelFilter = log::LevelFilter::Info;
 /// Records the queue holds, by default.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 16_384;
+/// The most bytes the records in the queue may hold, by default: 64 MiB.
+pub const DEFAULT_QUEUE_MAX_BYTES: usize = 64 << 20;
 /// Time allowed to open a connection, by default.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Time allowed for a whole request (connect, send, answer), by default.
@@ -103,6 +105,7 @@ impl HttpLogger {
 /// | [`connect_timeout`](Builder::connect_timeout) | [`DEFAULT_CONNECT_TIMEOUT`] (5 s) |
 /// | [`timeout`](Builder::timeout) | [`DEFAULT_TIMEOUT`] (10 s) |
 /// | [`queue_capacity`](Builder::queue_capacity) | [`DEFAULT_QUEUE_CAPACITY`] (16,384) |
+/// | [`queue_max_bytes`](Builder::queue_max_bytes) | [`DEFAULT_QUEUE_MAX_BYTES`] (64 MiB) |
 /// | [`connections`](Builder::connections) | [`DEFAULT_CONNECTIONS`] (1) |
 /// | [`map_record`](Builder::map_record) | none |
 /// | [`json`](Builder::json) | `false` (a form body) |
@@ -132,6 +135,7 @@ pub struct Builder {
     connect_timeout: Duration,
     timeout: Duration,
     queue_capacity: usize,
+    queue_max_bytes: usize,
     overflow: Overflow,
     shutdown_timeout: Duration,
     retry: RetryPolicy,
@@ -164,6 +168,7 @@ impl Builder {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             timeout: DEFAULT_TIMEOUT,
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
+            queue_max_bytes: DEFAULT_QUEUE_MAX_BYTES,
             overflow: Overflow::default(),
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             retry: RetryPolicy {
@@ -349,6 +354,18 @@ impl Builder {
         self
     }
 
+    /// The most memory the records in the queue (and those being delivered) may hold, about:
+    /// their text and their bookkeeping. A record that would take the queue past it is dropped
+    /// and counted in [`Stats::dropped`](crate::Stats::dropped), as on a full queue. With
+    /// [`queue_capacity`](Builder::queue_capacity) it bounds what a receiver that is down can
+    /// cost: 16,384 records of 1 MiB would be 16 GiB, but the queue holds at most this.
+    ///
+    /// Defaults to [`DEFAULT_QUEUE_MAX_BYTES`] (64 MiB).
+    pub fn queue_max_bytes(mut self, bytes: usize) -> Builder {
+        self.queue_max_bytes = bytes;
+        self
+    }
+
     /// What a `log!` call does when the queue is full.
     ///
     /// Defaults to [`Overflow::Drop`]: the caller never waits.
@@ -527,6 +544,9 @@ impl Builder {
         if self.queue_capacity == 0 {
             return config_error("invalid queue capacity: it must be at least 1");
         }
+        if self.queue_max_bytes == 0 {
+            return config_error("invalid queue_max_bytes: it must be at least 1");
+        }
         if !(1..=MAX_CONNECTIONS).contains(&self.connections) {
             return config_error("invalid connections: it must be from 1 to 64");
         }
@@ -561,6 +581,7 @@ impl Builder {
         let (tx, rx) = crossbeam_channel::bounded(self.queue_capacity);
         let shared = Arc::new(Shared::new(
             self.print_losses.then(|| endpoint.base.clone()),
+            self.queue_max_bytes as u64,
         ));
         for _ in 0..self.connections {
             let worker = Worker {
@@ -768,6 +789,7 @@ impl fmt::Debug for Builder {
             .field("connect_timeout", &self.connect_timeout)
             .field("timeout", &self.timeout)
             .field("queue_capacity", &self.queue_capacity)
+            .field("queue_max_bytes", &self.queue_max_bytes)
             .field("overflow", &self.overflow)
             .field("shutdown_timeout", &self.shutdown_timeout)
             .field("retry", &self.retry)

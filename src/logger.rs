@@ -163,7 +163,8 @@ impl log::Log for HttpLogger {
         }
         // Room kept for warnings and errors, when the caller does not wait for room anyway.
         let chatter = record.level() > log::Level::Warn && self.overflow == Overflow::Drop;
-        if chatter && self.tx.len() >= self.chatter_room {
+        let bytes = rec.bytes();
+        if chatter && self.tx.len() >= self.chatter_room || !self.shared.hold(bytes) {
             self.shared.finish(seq, &counters.dropped);
             return;
         }
@@ -176,6 +177,7 @@ impl log::Log for HttpLogger {
             }),
         };
         if queued.is_err() {
+            self.shared.release(bytes);
             self.shared.finish(seq, &counters.dropped);
         }
     }

@@ -833,3 +833,38 @@ fn an_error_finds_room_in_a_queue_full_of_debug_records() {
     assert!(got.len() <= 1 + 1 + 6 + 1, "{got:?}");
     drop_bounded(logger);
 }
+
+#[test]
+fn the_queue_holds_at_most_queue_max_bytes_of_records() {
+    let gate = Gate::new();
+    let held = gate.clone();
+    let server = Server::with_script(move |i, _| {
+        if i == 0 {
+            held.wait(); // the worker is held on the first record while the queue fills
+        }
+        Reply::Status(200)
+    });
+    let logger = fast(server.host())
+        .queue_max_bytes(8 << 20)
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let mebibyte = "x".repeat(1 << 20);
+    for _ in 0..40 {
+        log::info!(logger: logger, "{mebibyte}");
+    }
+    let s = logger.stats();
+    // 8 MiB hold 7 records of 1 MiB and their bookkeeping: the other 33 are dropped.
+    assert!(s.dropped >= 40 - 8, "{s:?}");
+    assert!(s.dropped < 40, "{s:?}");
+    gate.open();
+    flushed(&logger);
+    let s = logger.stats();
+    assert_adds_up(&s);
+    assert_eq!(s.sent + s.dropped, 40, "{s:?}");
+    // Room again once delivered: the bytes were given back.
+    log::info!(logger: logger, "{mebibyte}");
+    flushed(&logger);
+    assert_eq!(logger.stats().sent, s.sent + 1);
+    drop_bounded(logger);
+}

@@ -61,6 +61,18 @@ fn child(scenario: &str, host: &str) {
                 std::thread::sleep(Duration::from_secs(1));
             }
         }
+        // A built logger dropped with records left, then the program returns.
+        "drop-then-exit" => {
+            let logger = HttpLogger::builder(host, "/")
+                .shutdown_timeout(Duration::from_millis(500))
+                .build()
+                .expect("build");
+            log::set_max_level(log::LevelFilter::Info);
+            for i in 0..100 {
+                log::error!(logger: logger, "record {i}");
+            }
+            drop(logger);
+        }
         // Flushed, then the program returns: one wait, one line on stderr.
         "flush-then-exit" => {
             HttpLogger::builder(host, "/")
@@ -407,6 +419,21 @@ fn exits_within_the_shutdown_timeout_when_the_receiver_is_gone() {
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     assert!(out.stdout.contains("queued: 100"), "{}", out.stdout);
     assert_eq!(out.stderr.matches(&line).count(), 1, "{}", out.stderr);
+    // Dropped, then the exit: told once, by the drop.
+    let out = run_child("drop-then-exit", &format!("127.0.0.1:{port}"));
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert_eq!(
+        out.stderr.matches("http-logger: ").count(),
+        1,
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("100 records not delivered")
+            && out.stderr.contains("(the logger was dropped)"),
+        "{}",
+        out.stderr
+    );
     // And a receiver that accepts and never answers.
     let server = Server::with_script(|_, _| Reply::Hang);
     let out = run_child("receiver-gone", &server.host());

@@ -93,6 +93,10 @@ pub(crate) struct Shared {
     /// Every record numbered below this was waited for by a flush that ran out of time: a
     /// shutdown does not wait for them a second time.
     waited_out: AtomicU64,
+    /// About how many bytes the records in the queue (or being delivered) hold.
+    queued_bytes: AtomicU64,
+    /// The most `queued_bytes` may reach: a record past it is dropped.
+    pub(crate) max_queued_bytes: u64,
     /// Where records go, for the line a shutdown prints when it gives records up; `None`
     /// prints no line.
     pub(crate) loss_line: Option<String>,
@@ -101,11 +105,28 @@ pub(crate) struct Shared {
 impl Shared {
     /// The state of a new logger; `loss_line` is where its records go, for the line a shutdown
     /// prints when it gives records up (`None`: no line).
-    pub(crate) fn new(loss_line: Option<String>) -> Shared {
+    pub(crate) fn new(loss_line: Option<String>, max_queued_bytes: u64) -> Shared {
         Shared {
             loss_line,
+            max_queued_bytes,
             ..Shared::default()
         }
+    }
+
+    /// Counts `bytes` more in the queue, unless that would pass the bound. Returns whether it
+    /// did.
+    pub(crate) fn hold(&self, bytes: usize) -> bool {
+        let bytes = bytes as u64;
+        self.queued_bytes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                (held + bytes <= self.max_queued_bytes).then_some(held + bytes)
+            })
+            .is_ok()
+    }
+
+    /// Counts `bytes` fewer in the queue: a record that [`hold`](Shared::hold) counted is gone.
+    pub(crate) fn release(&self, bytes: usize) {
+        self.queued_bytes.fetch_sub(bytes as u64, Ordering::AcqRel);
     }
 
     pub(crate) fn stats(&self) -> Stats {
@@ -151,6 +172,11 @@ impl Shared {
     /// [`loss_line`](Shared::loss_line)). `what` names the shutdown in that line. Returns how
     /// many records it gives up.
     pub(crate) fn shut_down(&self, deadline: Instant, timeout: Duration, what: &str) -> u64 {
+        if self.abandoned() {
+            // Shut down already (a dropped logger whose workers are still finishing): what is
+            // left was given up and told then.
+            return 0;
+        }
         let logged = self.next_seq.load(Ordering::SeqCst);
         let deadline = if logged <= self.waited_out.load(Ordering::SeqCst) {
             Instant::now()

@@ -52,6 +52,15 @@ pub(crate) struct Worker {
     pub(crate) ahead_payload: Vec<u8>,
 }
 
+/// Releases a record's bytes from the queue's count when dropped.
+struct Held<'a>(&'a Shared, usize);
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.0.release(self.1);
+    }
+}
+
 /// Encodes `rec` into `out` as `encoding` says, through the `map_record` hook if there is one.
 fn prepare(
     encoding: &Encoding,
@@ -76,6 +85,7 @@ impl Worker {
     pub(crate) fn run(mut self) {
         IN_WORKER.with(|w| w.set(true));
         let mut jitter = Jitter::new();
+        let shared = self.shared.clone();
         loop {
             let (rec, prepared) = match self.ahead.take() {
                 Some(ahead) => {
@@ -96,6 +106,8 @@ impl Worker {
                     Err(_) => return,
                 },
             };
+            // The record's memory is the queue's until it is finished (sent, failed).
+            let _held = Held(&shared, rec.bytes());
             let counters = &self.shared.counters;
             if self.shared.abandoned() {
                 self.shared

@@ -127,6 +127,15 @@ impl Captured {
         }
     }
 
+    /// About how much memory the record holds: what a queue of records is bounded by.
+    pub(crate) fn bytes(&self) -> usize {
+        std::mem::size_of::<Captured>()
+            + self.buf.capacity()
+            + self.kvs.capacity() * std::mem::size_of::<(Text, Text)>()
+            // A captured backtrace: its frames, until resolved.
+            + self.stack.as_ref().map_or(0, |_| 16 * 1024)
+    }
+
     fn text(&self, t: Text) -> &str {
         match t {
             Text::Static(s) => s,
