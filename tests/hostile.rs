@@ -225,3 +225,113 @@ fn a_response_head_over_64_kib_is_resent_once_then_the_record_fails() {
 fn a_receiver_that_reads_the_request_and_closes_gets_each_record_twice_at_most() {
     unusable(|| Reply::Close, 3, "closed before an answer");
 }
+
+#[test]
+fn a_kept_alive_connection_then_read_and_close_gets_a_record_twice_at_most() {
+    // The first answer keeps the connection; from then on every request is read, then the
+    // connection closed: the transport's resend of a stale connection and the resend of an
+    // unusable answer must not add up.
+    let server = Server::with_script(|i, _| {
+        if i == 0 {
+            Reply::Status(200)
+        } else {
+            Reply::Close
+        }
+    });
+    let logger = fast(server.host()).build().unwrap();
+    log::info!(logger: logger, "record 0");
+    flushed(&logger);
+    log::info!(logger: logger, "record 1");
+    flushed(&logger);
+    let stats = logger.stats();
+    assert_eq!((stats.sent, stats.failed), (1, 1), "{stats:?}");
+    drop_bounded(logger);
+    let seen = arrivals(&collect(&server, 2));
+    assert_eq!(seen.get("record 1"), Some(&2), "{seen:?}");
+}
+
+#[test]
+fn over_tls_a_receiver_that_reads_and_closes_gets_each_record_twice_at_most() {
+    let ca = support::certs::Ca::new("hostile CA");
+    let leaf = ca.server(&["127.0.0.1"]);
+    let server = Server::with_script_tls(support::certs::server_config(&leaf), |_, _| Reply::Close);
+    let logger = fast(server.host())
+        .secure(true)
+        .add_root_certificate(ca.pem())
+        .build()
+        .unwrap();
+    for i in 0..3 {
+        log::info!(logger: logger, "record {i}");
+    }
+    flushed(&logger);
+    let stats = logger.stats();
+    assert_eq!(
+        (stats.sent, stats.failed, stats.retried),
+        (0, 3, 3),
+        "{stats:?}"
+    );
+    drop_bounded(logger);
+    let seen = arrivals(&collect(&server, 3));
+    for i in 0..3 {
+        assert_eq!(
+            seen.get(&format!("record {i}")),
+            Some(&2),
+            "record {i}: {seen:?}"
+        );
+    }
+}
+
+#[test]
+fn over_tls_an_answer_trickled_a_byte_at_a_time_cannot_outlast_the_timeout() {
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+    let ca = support::certs::Ca::new("trickle CA");
+    let config = support::certs::server_config(&ca.server(&["127.0.0.1"]));
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+    let server = std::thread::spawn(move || {
+        let (mut tcp, _) = listener.accept().unwrap();
+        tcp.set_read_timeout(Some(WAIT)).unwrap();
+        let mut tls = rustls::ServerConnection::new(config).unwrap();
+        while tls.is_handshaking() {
+            tls.complete_io(&mut tcp).unwrap();
+        }
+        // The request, then the answer's TLS bytes one every 100 ms: a whole TLS record takes
+        // seconds, far past the logger's 1 s timeout.
+        let mut buf = [0u8; 4096];
+        while tls.reader().read(&mut buf).is_err() {
+            tls.complete_io(&mut tcp).unwrap();
+        }
+        tls.writer()
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+            .unwrap();
+        let mut wire = Vec::new();
+        while tls.wants_write() {
+            tls.write_tls(&mut wire).unwrap();
+        }
+        for byte in wire {
+            if stop_rx.recv_timeout(Duration::from_millis(100)).is_ok()
+                || tcp.write_all(&[byte]).is_err()
+            {
+                return;
+            }
+        }
+    });
+    let logger = fast(host)
+        .secure(true)
+        .add_root_certificate(ca.pem())
+        .timeout(Duration::from_secs(1))
+        .retry_budget(0, Duration::ZERO)
+        .build()
+        .unwrap();
+    log::info!(logger: logger, "trickled");
+    flushed(&logger);
+    let stats = logger.stats();
+    assert_eq!((stats.sent, stats.failed), (0, 1), "{stats:?}");
+    let reason = logger.last_error().unwrap_or_default();
+    assert!(reason.contains("timeout"), "{reason}");
+    drop_bounded(logger);
+    let _ = stop_tx.send(());
+    server.join().unwrap();
+}

@@ -42,7 +42,7 @@ pub(crate) fn decide(outcome: Result<Answer, Failure>, unusable: u32) -> Decisio
             retry_after: None,
         },
         Failure::Unusable(_) if unusable == 0 => Decision::Resend { reason },
-        Failure::Unusable(_) => Decision::Reject {
+        Failure::Unusable(_) | Failure::UnusableAgain(_) => Decision::Reject {
             reason: format!("{reason} (again on a new connection)"),
         },
         Failure::Tls(_) | Failure::Request(_) => Decision::Reject { reason },
@@ -152,6 +152,9 @@ mod tests {
             reason.contains("not HTTP") && reason.contains("again"),
             "{reason}"
         );
+        // The transport sent it again already (a kept-alive connection found closed): no more.
+        let again = Err(Failure::UnusableAgain("closed before an answer".into()));
+        assert!(matches!(decide(again, 0), Decision::Reject { .. }));
         for transient in [
             Failure::Connect("connection refused".into()),
             Failure::Timeout,

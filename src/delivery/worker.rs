@@ -93,6 +93,8 @@ impl Worker {
                     ahead
                 }
                 None => match self.rx.recv() {
+                    // After a shutdown's timeout, given up without being encoded (below).
+                    Ok(rec) if self.shared.abandoned() => (rec, Ok(())),
                     Ok(rec) => {
                         let prepared = prepare(
                             &self.encoding,
@@ -148,8 +150,11 @@ impl Worker {
         let mut look_ahead = || {
             if *look_ahead && ahead.is_none() {
                 if let Ok(next) = rx.try_recv() {
-                    let prepared =
-                        prepare(encoding, statics, map_record.as_ref(), &next, ahead_payload);
+                    // Whatever happens here is the next record's, never the one in flight's.
+                    let prepared = catch_unwind(AssertUnwindSafe(|| {
+                        prepare(encoding, statics, map_record.as_ref(), &next, ahead_payload)
+                    }))
+                    .unwrap_or_else(|_| Err("encoding the record panicked".to_owned()));
                     *ahead = Some((next, prepared));
                 }
             }

@@ -93,22 +93,23 @@ impl Conn {
     fn handshake(&mut self, tls: &TlsTarget, deadline: Instant) -> Result<(), OpenError> {
         let mut client = ClientConnection::new(tls.config.clone(), tls.server_name.clone())
             .map_err(|e| OpenError::Tls(format!("tls: {e}")))?;
-        let tcp = &self.tcp;
+        // By hand, one socket call at a time, each by the deadline: rustls's own loops would
+        // go on as long as a receiver trickles bytes in.
         while client.is_handshaking() {
-            let step = by_deadline(
-                deadline,
-                &mut self.read_timeout,
-                |t| {
-                    tcp.set_read_timeout(Some(t))?;
-                    tcp.set_write_timeout(Some(t))
-                },
-                || client.complete_io(&mut &*tcp),
-            );
-            self.write_timeout = self.read_timeout;
+            let step = if client.wants_write() {
+                self.write_tls(&mut client, deadline)
+            } else {
+                self.read_tls(&mut client, deadline).and_then(|n| {
+                    if n == 0 {
+                        Err(io::ErrorKind::UnexpectedEof.into())
+                    } else {
+                        Ok(())
+                    }
+                })
+            };
             match step {
-                Ok(_) => {}
-                // rustls reports a refused handshake (unknown issuer, wrong name, an alert)
-                // as InvalidData: no retry can help.
+                Ok(()) => {}
+                // A refused handshake (unknown issuer, wrong name, an alert): no retry helps.
                 Err(e) if e.kind() == io::ErrorKind::InvalidData => {
                     return Err(OpenError::Tls(format!("tls handshake failed: {e}")));
                 }
@@ -120,44 +121,90 @@ impl Conn {
                 Err(e) => return Err(OpenError::Connect(io_reason(&e))),
             }
         }
+        // The handshake's last flight, if any.
+        while client.wants_write() {
+            self.write_tls(&mut client, deadline)
+                .map_err(|e| OpenError::Connect(io_reason(&e)))?;
+        }
         self.tls = Some(Box::new(client));
         Ok(())
     }
 
-    /// Writes all of `data` (over TLS, every byte it becomes) by `deadline`.
-    pub(crate) fn write_all(&mut self, mut data: &[u8], deadline: Instant) -> io::Result<()> {
+    /// Writes what rustls has to send, one socket call, by `deadline`.
+    fn write_tls(&mut self, tls: &mut ClientConnection, deadline: Instant) -> io::Result<()> {
         let tcp = &self.tcp;
         let set = |t| tcp.set_write_timeout(Some(t));
-        let timeout = &mut self.write_timeout;
+        by_deadline(deadline, &mut self.write_timeout, set, || {
+            tls.write_tls(&mut &*tcp)
+        })?;
+        Ok(())
+    }
+
+    /// Reads what has arrived into rustls and processes it, one socket call, by `deadline`.
+    /// `Ok(0)` is the end of the connection.
+    fn read_tls(&mut self, tls: &mut ClientConnection, deadline: Instant) -> io::Result<usize> {
+        let tcp = &self.tcp;
+        let set = |t| tcp.set_read_timeout(Some(t));
+        let n = by_deadline(deadline, &mut self.read_timeout, set, || {
+            tls.read_tls(&mut &*tcp)
+        })?;
+        tls.process_new_packets()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        Ok(n)
+    }
+
+    /// Writes all of `data` (over TLS, every byte it becomes) by `deadline`.
+    pub(crate) fn write_all(&mut self, mut data: &[u8], deadline: Instant) -> io::Result<()> {
+        if let Some(mut tls) = self.tls.take() {
+            // Encrypted into rustls's buffer, then written out one socket call at a time.
+            let written = tls.writer().write_all(data).and_then(|()| {
+                while tls.wants_write() {
+                    self.write_tls(&mut tls, deadline)?;
+                }
+                Ok(())
+            });
+            self.tls = Some(tls);
+            return written;
+        }
+        let tcp = &self.tcp;
+        let set = |t| tcp.set_write_timeout(Some(t));
         while !data.is_empty() {
-            let n = by_deadline(deadline, timeout, set, || match &mut self.tls {
-                None => (&*tcp).write(data),
-                Some(tls) => rustls::Stream::new(&mut **tls, &mut &*tcp).write(data),
+            let n = by_deadline(deadline, &mut self.write_timeout, set, || {
+                (&*tcp).write(data)
             })?;
             if n == 0 {
                 return Err(io::ErrorKind::WriteZero.into());
             }
             data = &data[n..];
         }
-        if let Some(tls) = &mut self.tls {
-            while tls.wants_write() {
-                by_deadline(deadline, timeout, set, || tls.write_tls(&mut &*tcp))?;
-            }
-        }
         Ok(())
     }
 
     /// Reads what has arrived, waiting by `deadline` for at least one byte. `Ok(0)` is the end
-    /// of the connection.
+    /// of the connection (over TLS, a `close_notify`; a close without one is `UnexpectedEof`).
     pub(crate) fn read(&mut self, buf: &mut [u8], deadline: Instant) -> io::Result<usize> {
-        let tcp = &self.tcp;
-        let set = |t| tcp.set_read_timeout(Some(t));
-        by_deadline(deadline, &mut self.read_timeout, set, || {
-            match &mut self.tls {
-                None => (&*tcp).read(buf),
-                Some(tls) => rustls::Stream::new(&mut **tls, &mut &*tcp).read(buf),
+        let Some(mut tls) = self.tls.take() else {
+            let tcp = &self.tcp;
+            let set = |t| tcp.set_read_timeout(Some(t));
+            return by_deadline(deadline, &mut self.read_timeout, set, || (&*tcp).read(buf));
+        };
+        let read = loop {
+            match tls.reader().read(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                done => break done,
             }
-        })
+            // Nothing decrypted yet: one more socket read, by the deadline.
+            match self.read_tls(&mut tls, deadline) {
+                Ok(0) => match tls.reader().read(buf) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(0),
+                    done => break done,
+                },
+                Ok(_) => {}
+                Err(e) => break Err(e),
+            }
+        };
+        self.tls = Some(tls);
+        read
     }
 
     /// Whether this idle connection can carry another request: the receiver has sent nothing
@@ -178,9 +225,14 @@ impl Conn {
     /// Closes the connection. What the receiver sent unasked is read and dropped first (up to
     /// [`MAX_DRAIN`]), so that the close is a FIN, not a reset that could make the receiver
     /// lose requests it has not read yet.
-    pub(crate) fn close(self) {
+    pub(crate) fn close(mut self) {
         let tcp = &self.tcp;
         if tcp.set_nonblocking(true).is_ok() {
+            if let Some(tls) = &mut self.tls {
+                // Tell a TLS receiver this is a clean end, if the socket takes it at once.
+                tls.send_close_notify();
+                let _ = tls.write_tls(&mut &*tcp);
+            }
             let mut buf = [0u8; 4096];
             let mut drained = 0;
             while drained < MAX_DRAIN {

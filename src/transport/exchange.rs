@@ -94,17 +94,26 @@ impl Template {
             if *name == http::header::CONTENT_LENGTH || *name == http::header::TRANSFER_ENCODING {
                 continue;
             }
-            let placeholder = format!("http-logger-secret-{nonce:016x}-{}", secrets.len());
+            // All of one length: none is the start of another.
+            let placeholder = format!("http-logger-secret-{nonce:016x}-{:06}", secrets.len());
             let masked = HeaderValue::try_from(placeholder.as_str())
                 .map_err(|e| RenderError(format!("invalid header: {e}")))?;
             map.append(name.clone(), masked);
             secrets.push((placeholder, value.clone()));
         }
-        Ok(Template {
+        let template = Template {
             request,
             method,
             secrets,
-        })
+        };
+        // Headers that no request can carry (two `Host`, say) are refused now, at build time,
+        // not at every record.
+        let probe = match method {
+            Method::Post => &b""[..],
+            Method::Get => target.as_bytes(),
+        };
+        template.render(probe, &mut Vec::new())?;
+        Ok(template)
     }
 
     /// Writes one request into `out` (cleared first): for a POST `payload` is the body, for a
@@ -324,11 +333,14 @@ pub(crate) fn read_answer(
     }
 }
 
-/// A reset before any byte of the answer is the receiver closing, as an end of stream is.
+/// A reset before any byte of the answer is the receiver closing, as an end of stream is (and
+/// over TLS, an end without `close_notify`).
 fn closed_or(e: io::Error, received: usize) -> ReadError {
     let closing = matches!(
         e.kind(),
-        io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::UnexpectedEof
     );
     if closing && received == 0 {
         ReadError::Closed
@@ -455,6 +467,50 @@ mod tests {
     }
 
     #[test]
+    fn many_headers_of_one_name_each_get_their_own_value() {
+        let names = [
+            "x-a", "x-b", "x-c", "x-d", "x-e", "x-f", "x-g", "x-h", "x-i", "x-j", "x-a",
+        ];
+        let headers: Vec<(String, String)> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.to_string(), format!("value-{i}")))
+            .collect();
+        let headers: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        let mut out = Vec::new();
+        template(Method::Post, &headers)
+            .render(b"", &mut out)
+            .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        for (i, name) in names.iter().enumerate() {
+            assert!(
+                text.contains(&format!("\r\n{name}: value-{i}\r\n")),
+                "{name} {i}: {text}"
+            );
+        }
+        assert!(!text.contains("http-logger-secret"), "{text}");
+    }
+
+    #[test]
+    fn headers_no_request_can_carry_are_refused_when_built() {
+        let headers = [
+            (
+                HeaderName::from_static("host"),
+                HeaderValue::from_static("a"),
+            ),
+            (
+                HeaderName::from_static("host"),
+                HeaderValue::from_static("b"),
+            ),
+        ];
+        let made = Template::new(Method::Post, "/", "h", None, &headers);
+        assert!(made.is_err(), "two Host headers");
+    }
+
+    #[test]
     fn a_content_length_body_is_read_and_the_connection_kept() {
         in_any_pieces(
             b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n",
@@ -512,6 +568,9 @@ mod tests {
     #[test]
     fn nothing_then_the_end_is_a_close_and_junk_or_a_101_is_unusable() {
         assert!(matches!(read_in(b"", 1, Ok(0)), Err(ReadError::Closed)));
+        // Over TLS, a close without close_notify.
+        let tls_eof = read_in(b"", 1, Err(io::ErrorKind::UnexpectedEof.into()));
+        assert!(matches!(tls_eof, Err(ReadError::Closed)), "{tls_eof:?}");
         let reset = read_in(b"", 1, Err(io::ErrorKind::ConnectionReset.into()));
         assert!(matches!(reset, Err(ReadError::Closed)), "{reset:?}");
         let timeout = read_in(b"", 1, Err(io::ErrorKind::TimedOut.into()));

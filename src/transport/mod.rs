@@ -81,6 +81,9 @@ pub(crate) enum Failure {
     /// The receiver answered with something that is not HTTP we can use, or read the request
     /// and closed a new connection without an answer.
     Unusable(String),
+    /// As [`Unusable`](Failure::Unusable), on the new connection the transport had already
+    /// sent the request again on: the request went twice.
+    UnusableAgain(String),
     /// The request could not be made.
     Request(String),
 }
@@ -89,7 +92,9 @@ impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Failure::Timeout => f.write_str("timeout"),
-            Failure::Unusable(what) => write!(f, "unusable answer from the receiver: {what}"),
+            Failure::Unusable(what) | Failure::UnusableAgain(what) => {
+                write!(f, "unusable answer from the receiver: {what}")
+            }
             Failure::Connect(reason)
             | Failure::Broken(reason)
             | Failure::Tls(reason)
@@ -226,6 +231,9 @@ impl Transport {
                     resent = true;
                     continue;
                 }
+                ReadError::Closed if resent => {
+                    Failure::UnusableAgain("the connection closed before an answer".into())
+                }
                 ReadError::Closed => {
                     Failure::Unusable("the connection closed before an answer".into())
                 }
@@ -238,6 +246,7 @@ impl Transport {
                     Failure::Tls(format!("tls: {e}"))
                 }
                 ReadError::Io(e) => Failure::Broken(io_reason(&e)),
+                ReadError::Unusable(what) if resent => Failure::UnusableAgain(what),
                 ReadError::Unusable(what) => Failure::Unusable(what),
             });
         }

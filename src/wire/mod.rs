@@ -17,6 +17,7 @@ pub enum Method {
     Post,
     /// The fields as the query string (`url?fields`, or `url&fields` when `url` already holds a
     /// `?`). Receivers limit the length of a url (often 8 KiB to 64 KiB): a longer record is
-    /// rejected by the receiver and counted as failed.
+    /// rejected by the receiver and counted as failed; a url of 64 KiB or more is not sent at
+    /// all (the `http` crate takes none that long) and is counted as failed too.
     Get,
 }
