@@ -504,10 +504,13 @@ impl Builder {
         self
     }
 
-    /// The most bytes of text one record keeps (its message with the error chain, its
-    /// key-values). Text past it is cut on a character boundary, marked
-    /// ` [truncated by http-logger]`, and the record counted in
-    /// [`Stats::truncated`](crate::Stats::truncated). This bounds the memory the queue can hold.
+    /// The most bytes of text one record keeps: its message with the error chain, `exc_info`,
+    /// `exc_text` and its key-values. Only what is over is cut, the largest pieces first (each
+    /// piece keeps at most an equal share of the limit; smaller ones keep all they have), on a
+    /// character boundary, each cut piece marked ` [truncated by http-logger]`, and the record
+    /// is counted in [`Stats::truncated`](crate::Stats::truncated). The logger name, the file,
+    /// the module, the thread name and the standard fields are never cut. A 10 MB message
+    /// keeps the first 4 MiB or so, and its key-values and error stay whole.
     ///
     /// Defaults to [`DEFAULT_MAX_RECORD_BYTES`] (4 MiB).
     pub fn max_record_bytes(mut self, bytes: usize) -> Builder {

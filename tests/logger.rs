@@ -652,3 +652,33 @@ fn an_anyhow_error_arrives_with_its_contexts_and_cause() {
     assert!(text.contains("could not save profile of ann"), "{text}");
     assert!(text.contains("database is read-only"), "{text}");
 }
+
+#[test]
+fn a_ten_megabyte_message_keeps_every_other_field() {
+    let server = Server::start();
+    let logger = logger(&server, "/", Method::Post);
+    let huge = "m".repeat(10 << 20);
+    let err = std::io::Error::other("disk full");
+    log::error!(logger: logger, user = "ann", err:err = err; "{huge}");
+    flushed(&logger);
+    let got = server.recv(WAIT).expect("the record");
+    let fields = got.fields();
+    assert_eq!(get(&fields, "name"), "logger");
+    assert!(!get(&fields, "threadName").is_empty());
+    assert_eq!(get(&fields, "levelname"), "ERROR");
+    assert_eq!(get(&fields, "exc_text"), "disk full");
+    assert!(get(&fields, "exc_info").contains("disk full"));
+    assert_eq!(get(&fields, "user"), "ann");
+    assert_eq!(get(&fields, "err"), "disk full");
+    let msg = get(&fields, "msg");
+    assert!(
+        msg.ends_with(" [truncated by http-logger]"),
+        "the message is cut and marked"
+    );
+    assert!(
+        msg.len() > 4_000_000 && msg.len() <= 4 << 20,
+        "{}",
+        msg.len()
+    );
+    assert_eq!(logger.stats().truncated, 1);
+}

@@ -50,63 +50,50 @@ pub(crate) struct Captured {
 }
 
 impl Captured {
-    /// Captures `record`, keeping at most about `limit` bytes of text.
+    /// Captures `record`, keeping at most about `limit` bytes of its variable text: the
+    /// message (with the error chain), `exc_info`, `exc_text`, and the key-values. The logger
+    /// name, the file, the module and the thread name are never cut and do not count. When the
+    /// variable text is over `limit`, only what is over is cut, the largest pieces first: each
+    /// piece keeps at most an equal share, pieces under it keep all they have, and each cut
+    /// piece ends with [`TRUNCATION_MARKER`].
     pub(crate) fn capture(record: &log::Record<'_>, limit: usize) -> Captured {
-        let mut w = Writer {
-            buf: String::with_capacity(128),
-            remaining: limit.min(u32::MAX as usize / 2),
-            truncated: false,
-        };
+        let limit = limit.min(u32::MAX as usize / 2);
         let created_ns = now_ns();
         let kvs_source = record.key_values();
         let has_error = kvs_source.count() > 0 && with_first_error(kvs_source, |_| ());
+        let mut w = Writer::new(Budget::Shared(limit));
 
-        let msg = match record.args().as_str() {
-            Some(s) if !has_error && s.len() <= w.remaining => {
-                w.remaining -= s.len();
-                Text::Static(s)
-            }
-            _ => w.field(|w| {
-                w.write_fmt(*record.args())?;
-                let mut result = Ok(());
-                with_first_error(kvs_source, |err| {
-                    result = w.write_str(": ").and_then(|()| write_chain_line(w, err));
-                });
-                result
-            }),
-        };
-        let target = w.field(|w| w.write_str(record.target()));
+        let target = w.fixed(record.target());
         let file = match (record.file_static(), record.file()) {
             (Some(s), _) => Some(Text::Static(s)),
-            (None, Some(s)) => Some(w.field(|w| w.write_str(s))),
+            (None, Some(s)) => Some(w.fixed(s)),
             (None, None) => None,
         };
         let module_path = match (record.module_path_static(), record.module_path()) {
             (Some(s), _) => Some(Text::Static(s)),
-            (None, Some(s)) => Some(w.field(|w| w.write_str(s))),
+            (None, Some(s)) => Some(w.fixed(s)),
             (None, None) => None,
         };
         let (thread_ident, thread_name) = THREAD
-            .try_with(|t| (t.ident, w.field(|w| w.write_str(&t.name))))
+            .try_with(|t| (t.ident, w.fixed(&t.name)))
             .unwrap_or_else(|_| {
                 let t = ThreadInfo::current();
-                (t.ident, w.field(|w| w.write_str(&t.name)))
+                (t.ident, w.fixed(&t.name))
             });
-        let mut error = None;
-        if has_error {
-            with_first_error(kvs_source, |err| {
-                let info = w.field(|w| write!(w, "{err:?}"));
-                let text = w.field(|w| write_chain_text(w, err));
-                error = Some((info, text));
-            });
+        let fixed_end = w.buf.len();
+
+        let mut variable = Variable::capture(&mut w, record, has_error);
+        if w.truncated {
+            // Over the limit: measure each piece (up to the limit), share the limit out, and
+            // write the pieces again, each within its share.
+            let mut sizes = Writer::new(Budget::Each(limit.saturating_add(1)));
+            sizes.counting = true;
+            Variable::capture(&mut sizes, record, has_error);
+            w.buf.truncate(fixed_end);
+            w.budget = Budget::Each(fair_share(&sizes.sizes, limit));
+            w.truncated = false;
+            variable = Variable::capture(&mut w, record, has_error);
         }
-        let mut kvs = KvCapture {
-            w: &mut w,
-            kvs: Vec::new(),
-        };
-        // Our visitor never fails; a source that fails keeps what it gave so far.
-        let _ = kvs_source.visit(&mut kvs);
-        let kvs = kvs.kvs;
 
         Captured {
             level: record.level(),
@@ -118,12 +105,12 @@ impl Captured {
             stack: None,
             buf: w.buf,
             target,
-            msg,
+            msg: variable.msg,
             file,
             module_path,
             thread_name,
-            error,
-            kvs,
+            error: variable.error,
+            kvs: variable.kvs,
         }
     }
 
@@ -180,41 +167,159 @@ impl Captured {
     }
 }
 
+/// The pieces of a record that count against its size limit.
+struct Variable {
+    msg: Text,
+    error: Option<(Text, Text)>,
+    kvs: Vec<(Text, Text)>,
+}
+
+impl Variable {
+    /// Writes the message (with the error chain), the error, and the key-values, in that order
+    /// (the same order every time: a second pass cuts the pieces the first one measured).
+    fn capture(w: &mut Writer, record: &log::Record<'_>, has_error: bool) -> Variable {
+        let kvs_source = record.key_values();
+        let msg = match record.args().as_str() {
+            Some(s) if !has_error && s.len() <= w.room() && !w.counting => {
+                w.spend(s.len());
+                Text::Static(s)
+            }
+            _ => w.field(|w| {
+                w.write_fmt(*record.args())?;
+                let mut result = Ok(());
+                with_first_error(kvs_source, |err| {
+                    result = w.write_str(": ").and_then(|()| write_chain_line(w, err));
+                });
+                result
+            }),
+        };
+        let mut error = None;
+        if has_error {
+            with_first_error(kvs_source, |err| {
+                let info = w.field(|w| write!(w, "{err:?}"));
+                let text = w.field(|w| write_chain_text(w, err));
+                error = Some((info, text));
+            });
+        }
+        let mut kvs = KvCapture { w, kvs: Vec::new() };
+        // Our visitor never fails; a source that fails keeps what it gave so far.
+        let _ = kvs_source.visit(&mut kvs);
+        Variable {
+            msg,
+            error,
+            kvs: kvs.kvs,
+        }
+    }
+}
+
+/// How much text the pieces of a record may have.
+#[derive(Debug, Clone, Copy)]
+enum Budget {
+    /// So much for all of them, taken in order.
+    Shared(usize),
+    /// So much for each.
+    Each(usize),
+}
+
+/// The most each piece may keep so that all of them keep at most `limit` in all, given their
+/// `sizes`: pieces under it keep everything, the largest are cut to it.
+fn fair_share(sizes: &[usize], limit: usize) -> usize {
+    let mut sorted = sizes.to_vec();
+    sorted.sort_unstable();
+    let mut left = limit;
+    for (i, &size) in sorted.iter().enumerate() {
+        let pieces = sorted.len() - i;
+        if size.saturating_mul(pieces) > left {
+            return left / pieces;
+        }
+        left -= size;
+    }
+    limit
+}
+
 /// Writes into the record's buffer, cutting text at the size limit.
 struct Writer {
     buf: String,
-    remaining: usize,
+    budget: Budget,
+    /// What the piece being written may still take.
+    left: usize,
+    /// Whether the piece being written was cut.
+    cut: bool,
+    /// Whether any piece was cut.
     truncated: bool,
+    /// Measuring only: nothing is kept, each piece's size goes to `sizes`.
+    counting: bool,
+    sizes: Vec<usize>,
 }
 
 impl Writer {
+    fn new(budget: Budget) -> Writer {
+        Writer {
+            buf: String::with_capacity(128),
+            budget,
+            left: 0,
+            cut: false,
+            truncated: false,
+            counting: false,
+            sizes: Vec::new(),
+        }
+    }
+
+    /// What the next piece may take.
+    fn room(&self) -> usize {
+        match self.budget {
+            Budget::Shared(left) | Budget::Each(left) => left,
+        }
+    }
+
+    /// Counts `n` bytes of a piece against the budget.
+    fn spend(&mut self, n: usize) {
+        if let Budget::Shared(left) = &mut self.budget {
+            *left -= n.min(*left);
+        }
+    }
+
+    /// Writes a piece that is never cut and does not count.
+    fn fixed(&mut self, s: &str) -> Text {
+        let start = self.buf.len();
+        self.buf.push_str(s);
+        Text::Span(start as u32, self.buf.len() as u32)
+    }
+
     /// Writes one piece of text and returns where it is. A piece cut at the limit ends with
     /// [`TRUNCATION_MARKER`].
     fn field(&mut self, f: impl FnOnce(&mut Writer) -> fmt::Result) -> Text {
         let start = self.buf.len();
-        let was_truncated = self.truncated;
+        self.left = self.room();
+        self.cut = false;
+        let room = self.left;
         // A Display impl that returns an error leaves what it wrote; that is all we can send.
         let _ = f(self);
-        if self.truncated && !was_truncated {
+        let written = room - self.left;
+        self.spend(written);
+        if self.counting {
+            // A piece that did not fit counts one more than its room: it is over.
+            self.sizes.push(written + usize::from(self.cut));
+        } else if self.cut {
             self.buf.push_str(TRUNCATION_MARKER);
         }
+        self.truncated |= self.cut;
         Text::Span(start as u32, self.buf.len() as u32)
     }
 }
 
 impl fmt::Write for Writer {
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        if s.len() <= self.remaining {
-            self.buf.push_str(s);
-            self.remaining -= s.len();
-        } else {
-            let mut cut = self.remaining;
-            while !s.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            self.buf.push_str(&s[..cut]);
-            self.remaining = 0;
-            self.truncated = true;
+        let mut take = s.len().min(self.left);
+        while !s.is_char_boundary(take) {
+            take -= 1;
+        }
+        if !self.counting {
+            self.buf.push_str(&s[..take]);
+        }
+        self.left -= take;
+        if take < s.len() {
+            self.cut = true;
         }
         Ok(())
     }
@@ -462,8 +567,61 @@ mod tests {
         assert!(c.truncated);
         let expected = format!("{}{TRUNCATION_MARKER}", "é".repeat(25));
         assert_eq!(c.msg(), expected);
-        // Nothing else fits: the other pieces are empty, but the record stays well-formed.
-        assert_eq!(c.target(), "");
+        // The logger name is never cut.
+        assert_eq!(c.target(), "app::db");
+    }
+
+    #[test]
+    fn a_huge_message_takes_only_its_share_and_the_other_pieces_keep_theirs() {
+        let huge = "m".repeat(10 << 20); // 10 MiB
+        let err = std::io::Error::other("disk full");
+        let blob = "b".repeat(3000);
+        let kvs: &[(&str, kv::Value<'_>)] = &[
+            ("user", kv::Value::from("ann")),
+            ("blob", kv::Value::from(&*blob)),
+            ("err", kv::Value::from_dyn_error(&err)),
+        ];
+        let limit = 4096;
+        let c = capture_with(format_args!("{huge}"), &kvs, limit);
+        assert!(c.truncated);
+        assert_eq!(c.target(), "app::db");
+        assert!(!c.thread_name().is_empty());
+        // Small pieces whole; the two big ones cut to the same share.
+        let kv: Vec<(&str, &str)> = c.key_values().collect();
+        assert_eq!(kv[0], ("user", "ann"));
+        assert_eq!(kv[2], ("err", "disk full"));
+        assert_eq!(c.exc_text(), Some("disk full"));
+        assert!(c.exc_info().is_some_and(|i| i.contains("disk full")));
+        let msg = c
+            .msg()
+            .strip_suffix(TRUNCATION_MARKER)
+            .expect("the message is cut, marked");
+        let blob = kv[1]
+            .1
+            .strip_suffix(TRUNCATION_MARKER)
+            .expect("the blob is cut, marked");
+        assert_eq!(msg.len(), blob.len(), "an equal share");
+        assert!(msg.starts_with("mmm"), "{msg}");
+        // Everything that counts is within the limit.
+        let counted = c.msg().len()
+            + c.exc_info().unwrap().len()
+            + c.exc_text().unwrap().len()
+            + kv.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
+            - 2 * TRUNCATION_MARKER.len();
+        assert!(counted <= limit, "{counted}");
+        assert!(
+            counted > limit - 64,
+            "the limit is used, not wasted: {counted}"
+        );
+    }
+
+    #[test]
+    fn the_fair_share_cuts_the_largest_pieces_first() {
+        assert_eq!(fair_share(&[10, 20, 30], 100), 100, "all fit");
+        assert_eq!(fair_share(&[10, 1000], 100), 90);
+        assert_eq!(fair_share(&[1000, 1000], 100), 50);
+        assert_eq!(fair_share(&[5, 5, 1000, 1000], 100), 45);
+        assert_eq!(fair_share(&[], 100), 100);
     }
 
     #[test]
