@@ -123,6 +123,20 @@ impl Gate {
     }
 }
 
+/// A receiver that answers 200, but holds its answer to the first request until the gate opens:
+/// the worker is held on the first record while the test fills the queue.
+fn held_on_the_first_request() -> (Gate, Server) {
+    let gate = Gate::new();
+    let held = gate.clone();
+    let server = Server::with_script(move |i, _| {
+        if i == 0 {
+            held.wait();
+        }
+        Reply::Status(200)
+    });
+    (gate, server)
+}
+
 // 1. The receiver is down the whole time.
 
 #[test]
@@ -575,14 +589,7 @@ fn after_failures_the_next_delivery_is_followed_by_one_loss_report() {
 
 #[test]
 fn after_drops_on_a_full_queue_the_next_delivery_is_followed_by_one_loss_report() {
-    let gate = Gate::new();
-    let held = gate.clone();
-    let server = Server::with_script(move |i, _| {
-        if i == 0 {
-            held.wait();
-        }
-        Reply::Status(200)
-    });
+    let (gate, server) = held_on_the_first_request();
     let logger = fast(server.host())
         .queue_capacity(1)
         .timeout(Duration::from_secs(60))
@@ -791,14 +798,7 @@ fn last_error_names_the_problem_while_a_record_is_retried() {
 
 #[test]
 fn an_error_finds_room_in_a_queue_full_of_debug_records() {
-    let gate = Gate::new();
-    let held = gate.clone();
-    let server = Server::with_script(move |i, _| {
-        if i == 0 {
-            held.wait(); // the worker is held on the first record while the queue fills
-        }
-        Reply::Status(200)
-    });
+    let (gate, server) = held_on_the_first_request();
     let logger = fast(server.host())
         .level(log::LevelFilter::Debug)
         .queue_capacity(8)
@@ -836,14 +836,7 @@ fn an_error_finds_room_in_a_queue_full_of_debug_records() {
 
 #[test]
 fn the_queue_holds_at_most_queue_max_bytes_of_records() {
-    let gate = Gate::new();
-    let held = gate.clone();
-    let server = Server::with_script(move |i, _| {
-        if i == 0 {
-            held.wait(); // the worker is held on the first record while the queue fills
-        }
-        Reply::Status(200)
-    });
+    let (gate, server) = held_on_the_first_request();
     let logger = fast(server.host())
         .queue_max_bytes(8 << 20)
         .timeout(Duration::from_secs(60))
