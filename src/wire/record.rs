@@ -19,7 +19,7 @@ const MAX_CHAIN: usize = 64;
 
 /// A piece of text in [`Captured::buf`], or a `&'static str` the record already had.
 #[derive(Debug, Clone, Copy)]
-enum Text {
+pub(crate) enum Text {
     Static(&'static str),
     Span(u32, u32),
 }
@@ -57,23 +57,38 @@ impl Captured {
     /// piece keeps at most an equal share, pieces under it keep all they have, and each cut
     /// piece ends with [`TRUNCATION_MARKER`].
     pub(crate) fn capture(record: &log::Record<'_>, limit: usize) -> Captured {
-        let limit = limit.min(u32::MAX as usize / 2);
-        let created_ns = now_ns();
         let kvs_source = record.key_values();
         let has_error = kvs_source.count() > 0 && with_first_error(kvs_source, |_| ());
-        let mut w = Writer::new(Budget::Shared(limit));
+        let fixed = Fixed {
+            level: record.level(),
+            target: record.target(),
+            file: (record.file_static().map(Text::Static), record.file()),
+            module_path: (
+                record.module_path_static().map(Text::Static),
+                record.module_path(),
+            ),
+            line: record.line(),
+        };
+        Captured::from_parts(fixed, limit, |w| Variable::from_log(w, record, has_error))
+    }
 
-        let target = w.fixed(record.target());
-        let file = match (record.file_static(), record.file()) {
-            (Some(s), _) => Some(Text::Static(s)),
-            (None, Some(s)) => Some(w.fixed(s)),
-            (None, None) => None,
+    /// Captures a record from its fixed parts and its variable pieces, which `pieces` writes
+    /// (the same ones, in the same order, each time it is called: once, or three times for a
+    /// record over `limit`).
+    pub(crate) fn from_parts(
+        fixed: Fixed<'_>,
+        limit: usize,
+        mut pieces: impl FnMut(&mut Writer) -> Variable,
+    ) -> Captured {
+        let limit = limit.min(u32::MAX as usize / 2);
+        let created_ns = now_ns();
+        let mut w = Writer::new(Budget::Shared(limit));
+        let target = w.fixed(fixed.target);
+        let text = |w: &mut Writer, (known, given): (Option<Text>, Option<&str>)| {
+            known.or_else(|| given.map(|s| w.fixed(s)))
         };
-        let module_path = match (record.module_path_static(), record.module_path()) {
-            (Some(s), _) => Some(Text::Static(s)),
-            (None, Some(s)) => Some(w.fixed(s)),
-            (None, None) => None,
-        };
+        let file = text(&mut w, fixed.file);
+        let module_path = text(&mut w, fixed.module_path);
         let (thread_ident, thread_name) = THREAD
             .try_with(|t| (t.ident, w.fixed(&t.name)))
             .unwrap_or_else(|_| {
@@ -82,22 +97,22 @@ impl Captured {
             });
         let fixed_end = w.buf.len();
 
-        let mut variable = Variable::capture(&mut w, record, has_error);
+        let mut variable = pieces(&mut w);
         if w.truncated {
             // Over the limit: measure each piece (up to the limit), share the limit out, and
             // write the pieces again, each within its share.
             let mut sizes = Writer::new(Budget::Each(limit.saturating_add(1)));
             sizes.counting = true;
-            Variable::capture(&mut sizes, record, has_error);
+            pieces(&mut sizes);
             w.buf.truncate(fixed_end);
             w.budget = Budget::Each(fair_share(&sizes.sizes, limit));
             w.truncated = false;
-            variable = Variable::capture(&mut w, record, has_error);
+            variable = pieces(&mut w);
         }
 
         Captured {
-            level: record.level(),
-            line: record.line(),
+            level: fixed.level,
+            line: fixed.line,
             created_ns,
             thread_ident,
             truncated: w.truncated,
@@ -167,17 +182,28 @@ impl Captured {
     }
 }
 
+/// What a record has that is never cut: its level, where it was logged, its logger name. A
+/// file or module path is known for the program's life (`Text::Static`) or only for the call.
+pub(crate) struct Fixed<'a> {
+    pub(crate) level: log::Level,
+    pub(crate) target: &'a str,
+    pub(crate) file: (Option<Text>, Option<&'a str>),
+    pub(crate) module_path: (Option<Text>, Option<&'a str>),
+    pub(crate) line: Option<u32>,
+}
+
 /// The pieces of a record that count against its size limit.
-struct Variable {
-    msg: Text,
-    error: Option<(Text, Text)>,
-    kvs: Vec<(Text, Text)>,
+pub(crate) struct Variable {
+    pub(crate) msg: Text,
+    /// `exc_info` and `exc_text`.
+    pub(crate) error: Option<(Text, Text)>,
+    pub(crate) kvs: Vec<(Text, Text)>,
 }
 
 impl Variable {
     /// Writes the message (with the error chain), the error, and the key-values, in that order
     /// (the same order every time: a second pass cuts the pieces the first one measured).
-    fn capture(w: &mut Writer, record: &log::Record<'_>, has_error: bool) -> Variable {
+    fn from_log(w: &mut Writer, record: &log::Record<'_>, has_error: bool) -> Variable {
         let kvs_source = record.key_values();
         let msg = match record.args().as_str() {
             Some(s) if !has_error && s.len() <= w.room() && !w.counting => {
@@ -238,7 +264,7 @@ fn fair_share(sizes: &[usize], limit: usize) -> usize {
 }
 
 /// Writes into the record's buffer, cutting text at the size limit.
-struct Writer {
+pub(crate) struct Writer {
     buf: String,
     budget: Budget,
     /// What the piece being written may still take.
@@ -286,9 +312,20 @@ impl Writer {
         Text::Span(start as u32, self.buf.len() as u32)
     }
 
+    /// Writes a key-value's key: one that is a standard field gets the `kv_` prefix, so it
+    /// never overwrites that field.
+    pub(crate) fn key(&mut self, key: &str) -> Text {
+        self.field(|w| {
+            if is_standard_key(key) {
+                w.write_str(KV_PREFIX)?;
+            }
+            w.write_str(key)
+        })
+    }
+
     /// Writes one piece of text and returns where it is. A piece cut at the limit ends with
     /// [`TRUNCATION_MARKER`].
-    fn field(&mut self, f: impl FnOnce(&mut Writer) -> fmt::Result) -> Text {
+    pub(crate) fn field(&mut self, f: impl FnOnce(&mut Writer) -> fmt::Result) -> Text {
         let start = self.buf.len();
         self.left = self.room();
         self.cut = false;
@@ -332,13 +369,7 @@ struct KvCapture<'w> {
 
 impl<'kvs> VisitSource<'kvs> for KvCapture<'_> {
     fn visit_pair(&mut self, key: kv::Key<'kvs>, value: kv::Value<'kvs>) -> Result<(), kv::Error> {
-        let key = key.as_str();
-        let key = self.w.field(|w| {
-            if is_standard_key(key) {
-                w.write_str(KV_PREFIX)?;
-            }
-            w.write_str(key)
-        });
+        let key = self.w.key(key.as_str());
         let value = self.w.field(|w| match value.to_borrowed_error() {
             Some(err) => write_chain_line(w, err),
             None => write!(w, "{value}"),
@@ -380,7 +411,7 @@ fn causes<'a>(
 }
 
 /// `error: cause: cause`, on one line.
-fn write_chain_line(w: &mut impl Write, err: &(dyn StdError + 'static)) -> fmt::Result {
+pub(crate) fn write_chain_line(w: &mut impl Write, err: &(dyn StdError + 'static)) -> fmt::Result {
     write!(w, "{err}")?;
     for cause in causes(err) {
         write!(w, ": {cause}")?;
@@ -389,7 +420,7 @@ fn write_chain_line(w: &mut impl Write, err: &(dyn StdError + 'static)) -> fmt::
 }
 
 /// `error\n\nCaused by:\n    0: cause\n    1: cause`, as `anyhow` prints a chain.
-fn write_chain_text(w: &mut impl Write, err: &(dyn StdError + 'static)) -> fmt::Result {
+pub(crate) fn write_chain_text(w: &mut impl Write, err: &(dyn StdError + 'static)) -> fmt::Result {
     write!(w, "{err}")?;
     for (i, cause) in causes(err).enumerate() {
         if i == 0 {
