@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # See records arrive: builds the examples, starts the receiver on a free port, sends records
-# with examples/hello.rs (POST, then GET), and shows what the receiver printed.
+# with examples/hello.rs (POST, then GET) and examples/tracing.rs (tracing events with their
+# spans), and shows what the receiver printed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --quiet --examples
+cargo build --quiet --examples --features tracing
 # Where cargo put them: target/, or $CARGO_TARGET_DIR (or a target-dir of a cargo config).
 bin="$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')/debug/examples"
 log=$(mktemp)
@@ -22,4 +23,7 @@ echo "== POST: the records as a form body ==" >&2
 sleep 0.3
 echo "== GET: the same records as a query string ==" >&2
 "$bin/hello" "$addr" get
+sleep 0.3
+echo "== tracing: events of tokio tasks with their spans (examples/tracing.rs) ==" >&2
+"$bin/tracing" "$addr" >/dev/null
 sleep 0.3

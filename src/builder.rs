@@ -635,6 +635,32 @@ impl Builder {
         })
     }
 
+    /// Builds the logger as a [`tracing_subscriber::Layer`](crate::HttpLayer) instead of a
+    /// `log::Log` (feature `tracing`): same settings, queue, worker, stats and delivery at exit.
+    /// The level and [`filter`](Builder::filter) directives apply to events by their level and
+    /// target.
+    ///
+    /// # Errors
+    ///
+    /// As [`build`](Builder::build).
+    ///
+    /// ```no_run
+    /// use tracing_subscriber::prelude::*;
+    ///
+    /// # fn main() -> Result<(), http_logger::Error> {
+    /// let http = http_logger::HttpLogger::builder("localhost:8000", "/log").build_layer()?;
+    /// tracing_subscriber::registry()
+    ///     .with(tracing_subscriber::fmt::layer())
+    ///     .with(http)
+    ///     .init();
+    /// tracing::info!(order = 1042, "checkout done");
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "tracing")]
+    pub fn build_layer(self) -> Result<crate::HttpLayer, Error> {
+        Ok(crate::HttpLayer::new(self.build()?))
+    }
+
     /// Builds the logger and installs it for the `log` crate, setting the max level to
     /// [`level`](Builder::level). Records logged before the program exits normally are
     /// delivered at exit, within the shutdown timeout.

@@ -85,6 +85,8 @@
 //!
 //! # Feature flags
 //!
+//! - `tracing`: [`HttpLayer`] ([`Builder::build_layer`]), a `tracing_subscriber::Layer` that
+//!   sends `tracing` events, with their spans' fields, as the same records.
 //! - `log4rs`: [`HttpLogger::into_appender`], to use the logger as a
 //!   [log4rs](https://docs.rs/log4rs) appender.
 //!
@@ -102,6 +104,8 @@
 
 // The assembling modules: they only put the others together.
 mod builder;
+#[cfg(feature = "tracing")]
+mod layer;
 mod logger;
 // The concerns, each in a folder of its own; imports run from the ones above down to these.
 mod delivery;
@@ -122,6 +126,8 @@ pub use builder::{
 };
 pub use delivery::stats::Stats;
 pub use error::{Error, ErrorKind};
+#[cfg(feature = "tracing")]
+pub use layer::HttpLayer;
 pub use logger::{HttpLogger, Overflow, last_error, stats};
 pub use wire::Method;
 pub use wire::fields::Fields;

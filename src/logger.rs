@@ -71,7 +71,7 @@ static INSTALLED: OnceLock<Arc<Shared>> = OnceLock::new();
 /// bytes it writes and reads at TRACE, rustls tells of its handshakes).
 const OWN_STACK: [&str; 3] = ["http_logger", "ureq_proto", "rustls"];
 
-fn is_own_stack(target: &str) -> bool {
+pub(crate) fn is_own_stack(target: &str) -> bool {
     OWN_STACK.iter().any(|own| {
         target
             .strip_prefix(own)
@@ -99,6 +99,39 @@ impl HttpLogger {
     /// shutdown timeout.
     pub fn flush_timeout(&self, timeout: Duration) -> bool {
         self.shared.flush(deadline_after(timeout))
+    }
+
+    /// Numbers a captured record and puts it on the queue, or drops and counts it: past the
+    /// room chatter may take, past the queue's bytes, or on a full queue.
+    pub(crate) fn enqueue(&self, mut rec: Captured) {
+        let counters = &self.shared.counters;
+        let seq = self.shared.accept();
+        rec.seq = seq;
+        if rec.level <= self.stack_info {
+            rec.stack = Some(Box::new(std::backtrace::Backtrace::force_capture()));
+        }
+        if rec.truncated {
+            Counters::add(&counters.truncated);
+        }
+        // Room kept for warnings and errors, when the caller does not wait for room anyway.
+        let chatter = rec.level > log::Level::Warn && self.overflow == Overflow::Drop;
+        let bytes = rec.bytes();
+        if chatter && self.tx.len() >= self.chatter_room || !self.shared.hold(bytes) {
+            self.shared.finish(seq, &counters.dropped);
+            return;
+        }
+        let queued = match self.overflow {
+            Overflow::Drop => self.tx.try_send(rec).map_err(|e| match e {
+                TrySendError::Full(_) | TrySendError::Disconnected(_) => (),
+            }),
+            Overflow::Block(wait) => self.tx.send_timeout(rec, wait).map_err(|e| match e {
+                SendTimeoutError::Timeout(_) | SendTimeoutError::Disconnected(_) => (),
+            }),
+        };
+        if queued.is_err() {
+            self.shared.release(bytes);
+            self.shared.finish(seq, &counters.dropped);
+        }
     }
 
     pub(crate) fn install(self) -> Result<(), Error> {
@@ -149,37 +182,9 @@ impl log::Log for HttpLogger {
         if is_own_stack(record.target()) || in_worker() || !self.filter.matches(record) {
             return;
         }
-        let counters = &self.shared.counters;
         // Numbered only once captured: a `Display` that panics in the capture must not leave a
         // number that never finishes, for every later flush to wait on.
-        let mut rec = Captured::capture(record, self.max_record_bytes);
-        let seq = self.shared.accept();
-        rec.seq = seq;
-        if record.level() <= self.stack_info {
-            rec.stack = Some(Box::new(std::backtrace::Backtrace::force_capture()));
-        }
-        if rec.truncated {
-            Counters::add(&counters.truncated);
-        }
-        // Room kept for warnings and errors, when the caller does not wait for room anyway.
-        let chatter = record.level() > log::Level::Warn && self.overflow == Overflow::Drop;
-        let bytes = rec.bytes();
-        if chatter && self.tx.len() >= self.chatter_room || !self.shared.hold(bytes) {
-            self.shared.finish(seq, &counters.dropped);
-            return;
-        }
-        let queued = match self.overflow {
-            Overflow::Drop => self.tx.try_send(rec).map_err(|e| match e {
-                TrySendError::Full(_) | TrySendError::Disconnected(_) => (),
-            }),
-            Overflow::Block(wait) => self.tx.send_timeout(rec, wait).map_err(|e| match e {
-                SendTimeoutError::Timeout(_) | SendTimeoutError::Disconnected(_) => (),
-            }),
-        };
-        if queued.is_err() {
-            self.shared.release(bytes);
-            self.shared.finish(seq, &counters.dropped);
-        }
+        self.enqueue(Captured::capture(record, self.max_record_bytes));
     }
 
     /// Waits until every record logged before the call is delivered or given up, at most the

@@ -73,6 +73,22 @@ fn child(scenario: &str, host: &str) {
             }
             drop(logger);
         }
+        // tracing's usual setup with HttpLayer; the program logs through both `log` and
+        // `tracing`, and returns: every record once, delivered at exit.
+        #[cfg(feature = "tracing")]
+        "tracing-and-log" => {
+            use tracing_subscriber::prelude::*;
+            let layer = HttpLogger::builder(host, "/").build_layer().expect("layer");
+            tracing_subscriber::registry()
+                .with(tracing_subscriber::fmt::layer().with_writer(std::io::sink))
+                .with(layer)
+                .init();
+            for i in 0..50 {
+                log::info!(target: "dependency", "from log {i}");
+                let _span = tracing::info_span!("job", i).entered();
+                tracing::info!("from tracing {i}");
+            }
+        }
         // Flushed, then the program returns: one wait, one line on stderr.
         "flush-then-exit" => {
             HttpLogger::builder(host, "/")
@@ -374,6 +390,35 @@ fn sigterm_delivers_what_is_queued_then_ends_the_process_as_sigterm_does() {
     assert_eq!(messages(&server, 2000), want);
 }
 
+fn tracing_and_log_together_send_every_record_once() {
+    if !cfg!(feature = "tracing") {
+        return;
+    }
+    let server = Server::start();
+    let out = run_child("tracing-and-log", &server.host());
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let got = server.recv_n(100, Duration::from_secs(5));
+    assert!(
+        server.recv_n(1, Duration::from_millis(300)).is_empty(),
+        "nothing twice"
+    );
+    let mut want = Vec::new();
+    for i in 0..50 {
+        want.push(format!("from log {i}"));
+        want.push(format!("from tracing {i}"));
+    }
+    let msgs: Vec<String> = got
+        .iter()
+        .map(|r| r.field("msg").unwrap_or_default())
+        .collect();
+    assert_eq!(msgs, want);
+    let bridged = &got[0];
+    assert_eq!(bridged.field("name").as_deref(), Some("dependency"));
+    assert_eq!(bridged.field("filename").as_deref(), Some("global.rs"));
+    assert!(bridged.fields().iter().all(|(k, _)| !k.starts_with("log.")));
+    assert_eq!(got[1].field("span").as_deref(), Some("job"));
+}
+
 fn messages(server: &Server, n: usize) -> Vec<String> {
     server
         .recv_n(n, Duration::from_secs(5))
@@ -508,7 +553,11 @@ fn main() {
         child(&scenario, &host);
         return;
     }
-    let tests: [(&str, fn()); 8] = [
+    let tests: [(&str, fn()); 9] = [
+        (
+            "tracing_and_log_together_send_every_record_once",
+            tracing_and_log_together_send_every_record_once,
+        ),
         (
             "sigterm_delivers_what_is_queued_then_ends_the_process_as_sigterm_does",
             sigterm_delivers_what_is_queued_then_ends_the_process_as_sigterm_does,

@@ -3,6 +3,8 @@
 //! encodings ([`encode`], [`number`]). Changing what a receiver gets happens here.
 
 pub(crate) mod encode;
+#[cfg(feature = "tracing")]
+pub(crate) mod event;
 pub(crate) mod fields;
 pub(crate) mod keys;
 pub(crate) mod number;
