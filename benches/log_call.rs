@@ -15,9 +15,12 @@
 //!
 //! Benches: `log_call/info_2_args` (the message of the issue, formatted), `info_static` (a
 //! message without arguments, kept as a `&'static str`), `info_2_kvs` (two key-values),
-//! `debug_filtered_out` (a record below the logger's level: the filter alone).
+//! `debug_filtered_out` (a record below the logger's level: the filter alone). With the
+//! `tracing` feature: `tracing_info_2_fields` (an event with two fields through `HttpLayer`)
+//! and `tracing_appender_fmt_2_fields` (the same event through `fmt::layer()` and
+//! `tracing-appender`'s `non_blocking` writer, to a sink).
 //!
-//! Run with `cargo bench --bench log_call`.
+//! Run with `cargo bench --bench log_call --features tracing`.
 
 use std::hint::black_box;
 use std::io::{Read, Write};
@@ -109,7 +112,16 @@ fn content_length(head: &[u8]) -> usize {
 }
 
 /// Times `iters` calls of `call`, in batches with an untimed flush after each.
-fn timed_batches(logger: &HttpLogger, iters: u64, mut call: impl FnMut(u64)) -> Duration {
+fn timed_batches(logger: &HttpLogger, iters: u64, call: impl FnMut(u64)) -> Duration {
+    batches(
+        || logger.flush_timeout(Duration::from_secs(60)),
+        iters,
+        call,
+    )
+}
+
+/// Times `iters` calls of `call`, in batches with an untimed `flush` after each.
+fn batches(flush: impl Fn() -> bool, iters: u64, mut call: impl FnMut(u64)) -> Duration {
     let mut total = Duration::ZERO;
     let mut done = 0;
     while done < iters {
@@ -119,7 +131,7 @@ fn timed_batches(logger: &HttpLogger, iters: u64, mut call: impl FnMut(u64)) -> 
             call(i);
         }
         total += start.elapsed();
-        assert!(logger.flush_timeout(Duration::from_secs(60)), "flushed");
+        assert!(flush(), "flushed");
         done += n;
     }
     total
@@ -169,6 +181,8 @@ fn bench(c: &mut Criterion) {
             })
         })
     });
+    #[cfg(feature = "tracing")]
+    tracing_benches(&mut group, address, &names);
     group.finish();
 
     let stats = logger.stats();
@@ -187,6 +201,79 @@ fn bench(c: &mut Criterion) {
         received.load(Ordering::Relaxed) >= stats.sent,
         "the sink received every record"
     );
+}
+
+/// The same call through `tracing`: an event with two fields through `HttpLayer` (the layer
+/// alone in a registry, as `info_2_kvs` has the logger alone), and the same event through
+/// `fmt::layer()` writing to `tracing-appender`'s `non_blocking` writer (blocking when full,
+/// so no line is dropped; it writes to a sink), the usual way to log off the caller's thread.
+#[cfg(feature = "tracing")]
+fn tracing_benches(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    address: SocketAddr,
+    names: &[&str],
+) {
+    use tracing_subscriber::prelude::*;
+    let layer = HttpLogger::builder(address.to_string(), "/")
+        .queue_capacity(QUEUE)
+        .shutdown_timeout(Duration::from_secs(60))
+        .build_layer()
+        .expect("build the layer");
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    let flush = || {
+        dispatch
+            .downcast_ref::<http_logger::HttpLayer>()
+            .expect("the layer")
+            .flush_timeout(Duration::from_secs(60))
+    };
+    tracing::dispatcher::with_default(&dispatch, || {
+        group.bench_function("tracing_info_2_fields", |b| {
+            b.iter_custom(|iters| {
+                batches(flush, iters, |i| {
+                    let name = names[i as usize % names.len()];
+                    tracing::info!(
+                        user = black_box(name),
+                        tries = black_box(i),
+                        "user logged in"
+                    );
+                })
+            })
+        });
+    });
+    let stats = dispatch
+        .downcast_ref::<http_logger::HttpLayer>()
+        .expect("the layer")
+        .stats();
+    assert_eq!(
+        stats.dropped + stats.failed,
+        0,
+        "every event delivered: {stats:?}"
+    );
+
+    let (writer, _guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::sink());
+    let fmt = tracing::Dispatch::new(
+        tracing_subscriber::registry().with(tracing_subscriber::fmt::layer().with_writer(writer)),
+    );
+    tracing::dispatcher::with_default(&fmt, || {
+        group.bench_function("tracing_appender_fmt_2_fields", |b| {
+            b.iter_custom(|iters| {
+                batches(
+                    || true,
+                    iters,
+                    |i| {
+                        let name = names[i as usize % names.len()];
+                        tracing::info!(
+                            user = black_box(name),
+                            tries = black_box(i),
+                            "user logged in"
+                        );
+                    },
+                )
+            })
+        });
+    });
 }
 
 criterion_group! {

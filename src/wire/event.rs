@@ -92,9 +92,8 @@ pub(crate) fn capture(
 /// the spans' fields, `span`.
 fn pieces(w: &mut Writer, event: &Event<'_>, scope: &[ScopeSpan<'_>]) -> Variable {
     let mut has_error = false;
-    event.record(&mut FindError(&mut has_error));
     let msg = w.field(|w| {
-        event.record(&mut Message(w));
+        event.record(&mut Message(w, &mut has_error));
         if has_error {
             let mut result = Ok(());
             event.record(&mut FirstError(Some(&mut |err| {
@@ -116,9 +115,13 @@ fn pieces(w: &mut Writer, event: &Event<'_>, scope: &[ScopeSpan<'_>]) -> Variabl
         w,
         kvs: Vec::new(),
         names: Vec::new(),
+        // The names matter only to leave the spans' fields of the same names out.
+        keep_names: !scope.is_empty(),
     };
     event.record(&mut fields);
-    let Fields { w, mut kvs, names } = fields;
+    let Fields {
+        w, mut kvs, names, ..
+    } = fields;
     // The spans' fields, from the root; a name the event, or a span further in, has is left
     // out.
     let taken = |name: &str, from: usize| {
@@ -152,17 +155,6 @@ fn pieces(w: &mut Writer, event: &Event<'_>, scope: &[ScopeSpan<'_>]) -> Variabl
     Variable { msg, error, kvs }
 }
 
-/// Whether the event has an error field.
-struct FindError<'a>(&'a mut bool);
-
-impl Visit for FindError<'_> {
-    fn record_error(&mut self, _: &Field, _: &(dyn StdError + 'static)) {
-        *self.0 = true;
-    }
-
-    fn record_debug(&mut self, _: &Field, _: &dyn fmt::Debug) {}
-}
-
 /// Calls the function with the event's first error field.
 struct FirstError<'a>(Option<&'a mut OnError<'a>>);
 
@@ -179,10 +171,14 @@ impl Visit for FirstError<'_> {
     fn record_debug(&mut self, _: &Field, _: &dyn fmt::Debug) {}
 }
 
-/// Writes the `message` field.
-struct Message<'a>(&'a mut Writer);
+/// Writes the `message` field, and tells whether the event has an error field.
+struct Message<'a>(&'a mut Writer, &'a mut bool);
 
 impl Visit for Message<'_> {
+    fn record_error(&mut self, _: &Field, _: &(dyn StdError + 'static)) {
+        *self.1 = true;
+    }
+
     fn record_str(&mut self, field: &Field, value: &str) {
         if field.name() == MESSAGE {
             let _ = self.0.write_str(value);
@@ -202,6 +198,7 @@ struct Fields<'a> {
     w: &'a mut Writer,
     kvs: Vec<(Text, Text)>,
     names: Vec<&'static str>,
+    keep_names: bool,
 }
 
 impl Fields<'_> {
@@ -213,7 +210,9 @@ impl Fields<'_> {
         let key = self.w.key(name);
         let value = self.w.field(value);
         self.kvs.push((key, value));
-        self.names.push(name);
+        if self.keep_names {
+            self.names.push(name);
+        }
     }
 }
 
