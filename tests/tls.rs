@@ -820,3 +820,26 @@ fn python_https_receiver_decodes_our_records() {
     drop(dir);
     assert!(!path.exists(), "{} was not removed", path.display());
 }
+
+#[test]
+fn a_two_mebibyte_record_goes_over_tls_whole() {
+    let ca = Ca::new("test CA");
+    let server = Server::start_tls(server_config(&ca.server(&["127.0.0.1"])));
+    let logger = https(&server.host())
+        .add_root_certificate(ca.pem())
+        .build()
+        .expect("valid config");
+    // More than rustls buffers at once: written out in parts, all by the deadline.
+    let big = "é".repeat(1 << 20);
+    log::info!(logger: logger, "{big}");
+    flushed(&logger);
+    assert_eq!(
+        logger.stats().sent,
+        1,
+        "{:?} {:?}",
+        logger.stats(),
+        logger.last_error()
+    );
+    let got = server.recv(WAIT).expect("the record");
+    assert_eq!(got.field("msg").as_deref(), Some(big.as_str()));
+}

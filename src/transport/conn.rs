@@ -156,13 +156,7 @@ impl Conn {
     /// Writes all of `data` (over TLS, every byte it becomes) by `deadline`.
     pub(crate) fn write_all(&mut self, mut data: &[u8], deadline: Instant) -> io::Result<()> {
         if let Some(mut tls) = self.tls.take() {
-            // Encrypted into rustls's buffer, then written out one socket call at a time.
-            let written = tls.writer().write_all(data).and_then(|()| {
-                while tls.wants_write() {
-                    self.write_tls(&mut tls, deadline)?;
-                }
-                Ok(())
-            });
+            let written = self.write_all_tls(&mut tls, data, deadline);
             self.tls = Some(tls);
             return written;
         }
@@ -178,6 +172,29 @@ impl Conn {
             data = &data[n..];
         }
         Ok(())
+    }
+
+    /// Encrypts `data` into rustls's buffer as far as it takes (it holds a bounded amount),
+    /// writes that out one socket call at a time, and so on until all of it is sent.
+    fn write_all_tls(
+        &mut self,
+        tls: &mut ClientConnection,
+        mut data: &[u8],
+        deadline: Instant,
+    ) -> io::Result<()> {
+        loop {
+            let n = tls.writer().write(data)?;
+            data = &data[n..];
+            if n == 0 && !data.is_empty() && !tls.wants_write() {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            while tls.wants_write() {
+                self.write_tls(tls, deadline)?;
+            }
+            if data.is_empty() {
+                return Ok(());
+            }
+        }
     }
 
     /// Reads what has arrived, waiting by `deadline` for at least one byte. `Ok(0)` is the end
