@@ -472,7 +472,8 @@ impl Builder {
     /// Leave it off in a program that handles these signals itself (tokio's
     /// `signal::ctrl_c()`, say): end it by returning from `main` (or `std::process::exit`),
     /// and the records are delivered at exit all the same. Only on Unix; elsewhere it does
-    /// nothing.
+    /// nothing. The signals are taken even when the process was started with them ignored (a
+    /// background job's SIGINT, say).
     ///
     /// ```no_run
     /// # fn main() -> Result<(), http_logger::Error> {

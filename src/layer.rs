@@ -65,7 +65,19 @@ impl HttpLayer {
 
     /// As [`flush_timeout`](HttpLayer::flush_timeout), with the shutdown timeout.
     pub fn flush(&self) -> bool {
-        self.logger.flush_timeout(self.logger.shutdown_timeout)
+        let deadline = crate::deadline::deadline_after(self.logger.shutdown_timeout);
+        self.logger.shared.flush_as_long_as_shutdown(deadline)
+    }
+}
+
+impl HttpLayer {
+    /// Whether the level and target filters take a span or an event of this metadata.
+    fn enabled(&self, metadata: &tracing_core::Metadata<'_>) -> bool {
+        let log_metadata = log::Metadata::builder()
+            .level(event::level(metadata.level()))
+            .target(metadata.target())
+            .build();
+        self.logger.filter.enabled(&log_metadata)
     }
 }
 
@@ -82,6 +94,11 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        // A span the filters reject is not ours: its fields are not kept, and it is left out
+        // of the scope of the events in it.
+        if !self.enabled(attrs.metadata()) {
+            return;
+        }
         if let Some(span) = ctx.span(id) {
             let mut fields = SpanFields::default();
             attrs.record(&mut fields);
@@ -92,13 +109,8 @@ where
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
         if let Some(span) = ctx.span(id) {
             let mut extensions = span.extensions_mut();
-            match extensions.get_mut::<SpanFields>() {
-                Some(fields) => values.record(fields),
-                None => {
-                    let mut fields = SpanFields::default();
-                    values.record(&mut fields);
-                    extensions.insert(fields);
-                }
+            if let Some(fields) = extensions.get_mut::<SpanFields>() {
+                values.record(fields);
             }
         }
     }
@@ -109,12 +121,7 @@ where
         if is_own_stack(metadata.target()) || in_worker() {
             return;
         }
-        let level = event::level(metadata.level());
-        let log_metadata = log::Metadata::builder()
-            .level(level)
-            .target(metadata.target())
-            .build();
-        if !self.logger.filter.enabled(&log_metadata) {
+        if !self.enabled(metadata) {
             return;
         }
         // The scope from the root, each span with the fields kept in its extensions.
@@ -123,19 +130,31 @@ where
             .map(|scope| scope.from_root().collect())
             .unwrap_or_default();
         let extensions: Vec<_> = spans.iter().map(|span| span.extensions()).collect();
-        let none = SpanFields::default();
+        // Only the spans this layer keeps (those its filters take).
         let scope: Vec<ScopeSpan<'_>> = spans
             .iter()
             .zip(&extensions)
-            .map(|(span, ext)| (span.name(), ext.get::<SpanFields>().unwrap_or(&none)))
+            .filter_map(|(span, ext)| Some((span.name(), ext.get::<SpanFields>()?)))
             .collect();
         let rec = event::capture(
             event,
             metadata,
-            normalized.is_none(),
+            normalized.is_some(),
             &scope,
             self.logger.max_record_bytes,
         );
+        // A message filter (`filter("info/needle")`) applies to the captured message, as for
+        // a `log` record.
+        let matches = self.logger.filter.matches(
+            &log::Record::builder()
+                .args(format_args!("{}", rec.msg()))
+                .level(rec.level)
+                .target(metadata.target())
+                .build(),
+        );
+        if !matches {
+            return;
+        }
         self.logger.enqueue(rec);
     }
 }

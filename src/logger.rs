@@ -190,7 +190,8 @@ impl log::Log for HttpLogger {
     /// Waits until every record logged before the call is delivered or given up, at most the
     /// [shutdown timeout](crate::Builder::shutdown_timeout).
     fn flush(&self) {
-        self.flush_timeout(self.shutdown_timeout);
+        self.shared
+            .flush_as_long_as_shutdown(deadline_after(self.shutdown_timeout));
     }
 }
 

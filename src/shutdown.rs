@@ -39,10 +39,20 @@ fn deliver_all(what: &str) {
     }
 }
 
+/// The signal being delivered for, if any (0: none).
+static SIGNALLED: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
 /// Runs at normal exit.
 extern "C" fn exit_hook() {
     // Unwinding out of an `extern "C"` fn aborts; a panic here must not.
     let _ = std::panic::catch_unwind(|| deliver_all("at exit"));
+    // `main` returned while a signal's delivery ran: the process still ends as the signal
+    // would have ended it, not with `main`'s status.
+    #[cfg(unix)]
+    match SIGNALLED.load(std::sync::atomic::Ordering::SeqCst) {
+        0 => {}
+        signal => die_of(signal),
+    }
 }
 
 /// From now on, SIGTERM and SIGINT make every live logger deliver what it holds (within its
@@ -68,17 +78,24 @@ pub(crate) fn deliver_on_signals() -> bool {
                         die_of(signal);
                     }
                     delivering = true;
+                    SIGNALLED.store(signal, std::sync::atomic::Ordering::SeqCst);
                     let what = if signal == SIGTERM {
                         "on SIGTERM"
                     } else {
                         "on SIGINT"
                     };
-                    let _ = std::thread::Builder::new()
+                    let spawned = std::thread::Builder::new()
                         .name("http-logger-shutdown".into())
                         .spawn(move || {
                             let _ = std::panic::catch_unwind(|| deliver_all(what));
                             die_of(signal);
                         });
+                    if spawned.is_err() {
+                        // No thread to deliver on: deliver here (a second signal then waits
+                        // for it), never swallow the signal.
+                        let _ = std::panic::catch_unwind(|| deliver_all(what));
+                        die_of(signal);
+                    }
                 }
             });
         WATCHING.store(spawned.is_ok(), std::sync::atomic::Ordering::SeqCst);

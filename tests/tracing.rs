@@ -176,3 +176,45 @@ fn events_from_many_tokio_tasks_each_arrive_once_with_their_span() {
     assert_eq!(seen.len(), 200, "every (task, step) once");
     assert!(got.iter().all(|f| get(f, "span") == "task"));
 }
+
+#[test]
+fn a_span_the_filters_reject_leaves_no_field_and_no_name_on_the_events_in_it() {
+    let server = Server::start();
+    let layer = HttpLogger::builder(server.host(), "/")
+        .build_layer()
+        .unwrap();
+    let subscriber = tracing_subscriber::registry().with(layer);
+    tracing::subscriber::with_default(subscriber, || {
+        let _outer = tracing::info_span!("request", user = "ann").entered();
+        let _hidden = tracing::trace_span!("hidden", secret = "s3cr3t").entered();
+        tracing::info!("inside");
+    });
+    let got = server.recv(WAIT).expect("the record").fields();
+    assert_eq!(get(&got, "span"), "request");
+    assert_eq!(get(&got, "user"), "ann");
+    assert!(got.iter().all(|(k, _)| k != "secret"), "{got:?}");
+}
+
+#[test]
+fn a_message_filter_and_an_event_without_a_message_are_handled_as_for_log() {
+    let server = Server::start();
+    let layer = HttpLogger::builder(server.host(), "/")
+        .filter("info/needle")
+        .build_layer()
+        .unwrap();
+    let subscriber = tracing_subscriber::registry().with(layer);
+    tracing::subscriber::with_default(subscriber, || {
+        tracing::info!("hay");
+        tracing::info!("a needle in hay");
+    });
+    let got = server.recv_n(2, Duration::from_millis(500));
+    let msgs: Vec<String> = got.iter().map(|r| r.field("msg").unwrap()).collect();
+    assert_eq!(msgs, ["a needle in hay"]);
+
+    let server = Server::start();
+    let got = sent(&server, 1, || {
+        let e = std::io::Error::other("boom");
+        tracing::error!(error = &e as &dyn std::error::Error);
+    });
+    assert_eq!(get(&got[0], "msg"), "boom", "no leading separator");
+}

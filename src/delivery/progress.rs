@@ -145,6 +145,16 @@ impl Shared {
     /// Waits until every record logged before the call is finished (sent, failed or dropped),
     /// or `deadline` passes. Returns whether everything was.
     pub(crate) fn flush(&self, deadline: Instant) -> bool {
+        self.flush_until(deadline, false)
+    }
+
+    /// As [`flush`](Shared::flush), a wait as long as a shutdown's: when it runs out, a later
+    /// shutdown does not wait again for the same records.
+    pub(crate) fn flush_as_long_as_shutdown(&self, deadline: Instant) -> bool {
+        self.flush_until(deadline, true)
+    }
+
+    fn flush_until(&self, deadline: Instant, waits_out: bool) -> bool {
         let target = self.next_seq.load(Ordering::SeqCst);
         let mut done = self.lock_done();
         loop {
@@ -153,7 +163,9 @@ impl Shared {
             }
             let now = Instant::now();
             if now >= deadline {
-                self.waited_out.fetch_max(target, Ordering::SeqCst);
+                if waits_out {
+                    self.waited_out.fetch_max(target, Ordering::SeqCst);
+                }
                 return false;
             }
             done.wake_at = done.wake_at.min(target);
@@ -357,7 +369,10 @@ mod tests {
     fn a_shutdown_after_a_flush_that_timed_out_does_not_wait_again() {
         let shared = Arc::new(Shared::default());
         let stuck = shared.accept(); // never finished: the receiver is down
-        assert!(!shared.flush(Instant::now() + Duration::from_millis(20)));
+        // A short check of its own does not count as a shutdown's wait.
+        assert!(!shared.flush(Instant::now()));
+        assert_eq!(shared.waited_out.load(Ordering::SeqCst), 0);
+        assert!(!shared.flush_as_long_as_shutdown(Instant::now() + Duration::from_millis(20)));
         // The same records: no second wait (an hour, if it did wait).
         let s = shared.clone();
         let (tx, rx) = std::sync::mpsc::channel();

@@ -72,10 +72,11 @@ pub(crate) type ScopeSpan<'a> = (&'a str, &'a SpanFields);
 pub(crate) fn capture(
     event: &Event<'_>,
     metadata: &Metadata<'_>,
-    is_static: bool,
+    bridged: bool,
     scope: &[ScopeSpan<'_>],
     limit: usize,
 ) -> Captured {
+    let is_static = !bridged;
     let known = |s: Option<&'static str>| s.filter(|_| is_static).map(Text::Static);
     let event_meta = event.metadata();
     let fixed = Fixed {
@@ -85,19 +86,20 @@ pub(crate) fn capture(
         module_path: (known(event_meta.module_path()), metadata.module_path()),
         line: metadata.line(),
     };
-    Captured::from_parts(fixed, limit, |w| pieces(w, event, scope))
+    Captured::from_parts(fixed, limit, |w| pieces(w, event, bridged, scope))
 }
 
 /// The variable pieces, always in the same order: the message, the error, the event's fields,
 /// the spans' fields, `span`.
-fn pieces(w: &mut Writer, event: &Event<'_>, scope: &[ScopeSpan<'_>]) -> Variable {
+fn pieces(w: &mut Writer, event: &Event<'_>, bridged: bool, scope: &[ScopeSpan<'_>]) -> Variable {
     let mut has_error = false;
     let msg = w.field(|w| {
         event.record(&mut Message(w, &mut has_error));
         if has_error {
             let mut result = Ok(());
             event.record(&mut FirstError(Some(&mut |err| {
-                result = w.write_str(": ").and_then(|()| write_chain_line(w, err));
+                let sep = if w.piece_is_empty() { "" } else { ": " };
+                result = w.write_str(sep).and_then(|()| write_chain_line(w, err));
             })));
             result?;
         }
@@ -115,6 +117,7 @@ fn pieces(w: &mut Writer, event: &Event<'_>, scope: &[ScopeSpan<'_>]) -> Variabl
         w,
         kvs: Vec::new(),
         names: Vec::new(),
+        bridged,
         // The names matter only to leave the spans' fields of the same names out.
         keep_names: !scope.is_empty(),
     };
@@ -198,13 +201,15 @@ struct Fields<'a> {
     w: &'a mut Writer,
     kvs: Vec<(Text, Text)>,
     names: Vec<&'static str>,
+    /// A `log` record bridged by `tracing-log`: its `log.*` fields are its call site.
+    bridged: bool,
     keep_names: bool,
 }
 
 impl Fields<'_> {
     fn push(&mut self, field: &Field, value: impl FnOnce(&mut Writer) -> fmt::Result) {
         let name = field.name();
-        if name == MESSAGE || is_bridged(name) {
+        if name == MESSAGE || self.bridged && is_bridged(name) {
             return;
         }
         let key = self.w.key(name);

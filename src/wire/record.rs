@@ -73,16 +73,15 @@ impl Captured {
     }
 
     /// Captures a record from its fixed parts and its variable pieces, which `pieces` writes
-    /// (the same ones, in the same order, each time it is called: once, or three times for a
-    /// record over `limit`).
+    /// (called once).
     pub(crate) fn from_parts(
         fixed: Fixed<'_>,
         limit: usize,
-        mut pieces: impl FnMut(&mut Writer) -> Variable,
+        pieces: impl FnOnce(&mut Writer) -> Variable,
     ) -> Captured {
         let limit = limit.min(u32::MAX as usize / 2);
         let created_ns = now_ns();
-        let mut w = Writer::new(Budget::Shared(limit));
+        let mut w = Writer::new(limit);
         let target = w.fixed(fixed.target);
         let text = |w: &mut Writer, (known, given): (Option<Text>, Option<&str>)| {
             known.or_else(|| given.map(|s| w.fixed(s)))
@@ -96,26 +95,17 @@ impl Captured {
                 (t.ident, w.fixed(&t.name))
             });
         let fixed_end = w.buf.len();
-
+        // One pass of the program's own code (a `Display` may not be formattable twice), then,
+        // over the limit, the pieces are cut to their shares.
         let mut variable = pieces(&mut w);
-        if w.truncated {
-            // Over the limit: measure each piece (up to the limit), share the limit out, and
-            // write the pieces again, each within its share.
-            let mut sizes = Writer::new(Budget::Each(limit.saturating_add(1)));
-            sizes.counting = true;
-            pieces(&mut sizes);
-            w.buf.truncate(fixed_end);
-            w.budget = Budget::Each(fair_share(&sizes.sizes, limit));
-            w.truncated = false;
-            variable = pieces(&mut w);
-        }
+        let truncated = w.finish(fixed_end, &mut variable);
 
         Captured {
             level: fixed.level,
             line: fixed.line,
             created_ns,
             thread_ident,
-            truncated: w.truncated,
+            truncated,
             seq: 0,
             stack: None,
             buf: w.buf,
@@ -206,15 +196,13 @@ impl Variable {
     fn from_log(w: &mut Writer, record: &log::Record<'_>, has_error: bool) -> Variable {
         let kvs_source = record.key_values();
         let msg = match record.args().as_str() {
-            Some(s) if !has_error && s.len() <= w.room() && !w.counting => {
-                w.spend(s.len());
-                Text::Static(s)
-            }
+            Some(s) if !has_error && s.len() <= w.room() => w.static_piece(s),
             _ => w.field(|w| {
                 w.write_fmt(*record.args())?;
                 let mut result = Ok(());
                 with_first_error(kvs_source, |err| {
-                    result = w.write_str(": ").and_then(|()| write_chain_line(w, err));
+                    let sep = if w.piece_is_empty() { "" } else { ": " };
+                    result = w.write_str(sep).and_then(|()| write_chain_line(w, err));
                 });
                 result
             }),
@@ -238,71 +226,107 @@ impl Variable {
     }
 }
 
-/// How much text the pieces of a record may have.
-#[derive(Debug, Clone, Copy)]
-enum Budget {
-    /// So much for all of them, taken in order.
-    Shared(usize),
-    /// So much for each.
-    Each(usize),
-}
+/// The smallest share worth giving each piece of a record over its limit: below it (a record
+/// of very many pieces), the pieces are kept in order until the limit is reached instead.
+const MIN_SHARE: usize = 2 * TRUNCATION_MARKER.len();
 
-/// The most each piece may keep so that all of them keep at most `limit` in all, given their
-/// `sizes`: pieces under it keep everything, the largest are cut to it.
-fn fair_share(sizes: &[usize], limit: usize) -> usize {
-    let mut sorted = sizes.to_vec();
+/// What each piece keeps, in order, so that all of them keep at most `limit` in all (with the
+/// marker a cut piece gets), given their `sizes` (a piece `cut` while written is over its
+/// size): pieces under an equal share keep everything, the largest are cut to it.
+fn shares(sizes: &[(usize, bool)], limit: usize) -> Vec<usize> {
+    let over = |&(size, cut): &(usize, bool)| size + usize::from(cut);
+    let mut sorted: Vec<usize> = sizes.iter().map(over).collect();
     sorted.sort_unstable();
     let mut left = limit;
+    let mut share = None;
     for (i, &size) in sorted.iter().enumerate() {
         let pieces = sorted.len() - i;
         if size.saturating_mul(pieces) > left {
-            return left / pieces;
+            share = Some(left / pieces);
+            break;
         }
         left -= size;
     }
-    limit
+    match share {
+        None => sizes.iter().map(|&(size, _)| size).collect(),
+        // Each cut piece keeps its share, less the marker it ends with.
+        Some(share) if share >= MIN_SHARE => sizes
+            .iter()
+            .map(|&(size, cut)| {
+                if size > share || cut {
+                    share - TRUNCATION_MARKER.len()
+                } else {
+                    size
+                }
+            })
+            .collect(),
+        // Too many pieces for a useful share each: the first ones, in order, up to the limit;
+        // the first that does not fit keeps what is left (less its marker), the rest nothing.
+        Some(_) => {
+            // Room for the one marker this leaves.
+            let mut left = limit.saturating_sub(TRUNCATION_MARKER.len());
+            sizes
+                .iter()
+                .map(|&(size, cut)| {
+                    if size <= left && !cut {
+                        left -= size;
+                        size
+                    } else {
+                        std::mem::take(&mut left)
+                    }
+                })
+                .collect()
+        }
+    }
 }
 
-/// Writes into the record's buffer, cutting text at the size limit.
+/// One piece that counts against the limit, as written.
+#[derive(Debug, Clone, Copy)]
+struct Piece {
+    text: Text,
+    /// Whether it was cut while written (at the limit, or at the scratch bound).
+    cut: bool,
+}
+
+/// Writes into the record's buffer. Each piece is written up to the limit, and all of them
+/// up to twice the limit (what a record over its limit costs at most while it is cut down);
+/// [`Writer::finish`] then cuts the pieces to their shares.
 pub(crate) struct Writer {
     buf: String,
-    budget: Budget,
+    limit: usize,
+    /// What all pieces still may take, from twice the limit.
+    scratch_left: usize,
     /// What the piece being written may still take.
     left: usize,
     /// Whether the piece being written was cut.
     cut: bool,
-    /// Whether any piece was cut.
-    truncated: bool,
-    /// Measuring only: nothing is kept, each piece's size goes to `sizes`.
-    counting: bool,
-    sizes: Vec<usize>,
+    /// The pieces, in the order written.
+    pieces: Vec<Piece>,
 }
 
 impl Writer {
-    fn new(budget: Budget) -> Writer {
+    fn new(limit: usize) -> Writer {
         Writer {
             buf: String::with_capacity(128),
-            budget,
+            limit,
+            scratch_left: limit.saturating_mul(2),
             left: 0,
             cut: false,
-            truncated: false,
-            counting: false,
-            sizes: Vec::new(),
+            pieces: Vec::new(),
         }
     }
 
     /// What the next piece may take.
     fn room(&self) -> usize {
-        match self.budget {
-            Budget::Shared(left) | Budget::Each(left) => left,
-        }
+        self.limit.min(self.scratch_left)
     }
 
-    /// Counts `n` bytes of a piece against the budget.
-    fn spend(&mut self, n: usize) {
-        if let Budget::Shared(left) = &mut self.budget {
-            *left -= n.min(*left);
-        }
+    /// Keeps a `&'static str` as a piece, uncopied.
+    fn static_piece(&mut self, s: &'static str) -> Text {
+        let text = Text::Static(s);
+        self.scratch_left = self.scratch_left.saturating_sub(s.len());
+        self.pieces.push(Piece { text, cut: false });
+        text
     }
 
     /// Writes a piece that is never cut and does not count.
@@ -312,36 +336,116 @@ impl Writer {
         Text::Span(start as u32, self.buf.len() as u32)
     }
 
-    /// Writes a key-value's key: one that is a standard field gets the `kv_` prefix, so it
-    /// never overwrites that field.
+    /// Writes a key-value's key, never cut: one that is a standard field gets the `kv_`
+    /// prefix, so it never overwrites that field.
     pub(crate) fn key(&mut self, key: &str) -> Text {
-        self.field(|w| {
-            if is_standard_key(key) {
-                w.write_str(KV_PREFIX)?;
-            }
-            w.write_str(key)
-        })
+        let start = self.buf.len();
+        if is_standard_key(key) {
+            self.buf.push_str(KV_PREFIX);
+        }
+        self.buf.push_str(key);
+        Text::Span(start as u32, self.buf.len() as u32)
     }
 
-    /// Writes one piece of text and returns where it is. A piece cut at the limit ends with
-    /// [`TRUNCATION_MARKER`].
+    /// Whether the piece being written has any text yet.
+    pub(crate) fn piece_is_empty(&self) -> bool {
+        self.left == self.room()
+    }
+
+    /// Writes one piece of text and returns where it is.
     pub(crate) fn field(&mut self, f: impl FnOnce(&mut Writer) -> fmt::Result) -> Text {
         let start = self.buf.len();
         self.left = self.room();
         self.cut = false;
-        let room = self.left;
         // A Display impl that returns an error leaves what it wrote; that is all we can send.
         let _ = f(self);
-        let written = room - self.left;
-        self.spend(written);
-        if self.counting {
-            // A piece that did not fit counts one more than its room: it is over.
-            self.sizes.push(written + usize::from(self.cut));
-        } else if self.cut {
-            self.buf.push_str(TRUNCATION_MARKER);
+        self.scratch_left = self.scratch_left.saturating_sub(self.buf.len() - start);
+        let text = Text::Span(start as u32, self.buf.len() as u32);
+        self.pieces.push(Piece {
+            text,
+            cut: self.cut,
+        });
+        text
+    }
+
+    fn len(&self, text: Text) -> usize {
+        match text {
+            Text::Static(s) => s.len(),
+            Text::Span(start, end) => (end - start) as usize,
         }
-        self.truncated |= self.cut;
-        Text::Span(start as u32, self.buf.len() as u32)
+    }
+
+    /// When the pieces are over the limit, cuts each to its share (on a character boundary,
+    /// marked with [`TRUNCATION_MARKER`]) in a new buffer after the first `fixed_end` bytes,
+    /// and says where each piece now is. Returns whether any piece was cut.
+    fn finish(&mut self, fixed_end: usize, variable: &mut Variable) -> bool {
+        let sizes: Vec<(usize, bool)> = self
+            .pieces
+            .iter()
+            .map(|p| (self.len(p.text), p.cut))
+            .collect();
+        let total: usize = sizes.iter().map(|(size, _)| size).sum();
+        if total <= self.limit && !sizes.iter().any(|(_, cut)| *cut) {
+            return false;
+        }
+        let keep = shares(&sizes, self.limit);
+        let mut buf = String::with_capacity(fixed_end + self.limit + 64);
+        buf.push_str(&self.buf[..fixed_end]);
+        let mut moved = Vec::with_capacity(self.pieces.len());
+        let mut marked = false;
+        for (piece, (&(size, cut), &keep)) in self.pieces.iter().zip(sizes.iter().zip(&keep)) {
+            let text = match piece.text {
+                Text::Static(s) => s,
+                Text::Span(start, end) => &self.buf[start as usize..end as usize],
+            };
+            let mut end = keep.min(text.len());
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            let start = buf.len();
+            buf.push_str(&text[..end]);
+            // A piece cut to nothing is marked only when no piece was before: the markers
+            // count against the limit too.
+            if (end < size || cut) && (end > 0 || !marked) {
+                marked = true;
+                buf.push_str(TRUNCATION_MARKER);
+            }
+            moved.push((piece.text, Text::Span(start as u32, buf.len() as u32)));
+        }
+        // The fixed parts written among the pieces (keys) move too.
+        let remap = |text: Text, buf: &mut String| -> Text {
+            if let Some((_, new)) = moved.iter().find(|(old, _)| same(*old, text)) {
+                return *new;
+            }
+            match text {
+                Text::Span(start, end) if start as usize >= fixed_end => {
+                    let s = &self.buf[start as usize..end as usize];
+                    let at = buf.len();
+                    buf.push_str(s);
+                    Text::Span(at as u32, buf.len() as u32)
+                }
+                other => other,
+            }
+        };
+        variable.msg = remap(variable.msg, &mut buf);
+        if let Some((info, text)) = variable.error {
+            variable.error = Some((remap(info, &mut buf), remap(text, &mut buf)));
+        }
+        for (key, value) in &mut variable.kvs {
+            *key = remap(*key, &mut buf);
+            *value = remap(*value, &mut buf);
+        }
+        self.buf = buf;
+        true
+    }
+}
+
+/// Whether two texts are the same piece.
+fn same(a: Text, b: Text) -> bool {
+    match (a, b) {
+        (Text::Span(a0, a1), Text::Span(b0, b1)) => a0 == b0 && a1 == b1,
+        (Text::Static(a), Text::Static(b)) => std::ptr::eq(a, b),
+        _ => false,
     }
 }
 
@@ -351,9 +455,7 @@ impl fmt::Write for Writer {
         while !s.is_char_boundary(take) {
             take -= 1;
         }
-        if !self.counting {
-            self.buf.push_str(&s[..take]);
-        }
+        self.buf.push_str(&s[..take]);
         self.left -= take;
         if take < s.len() {
             self.cut = true;
@@ -633,12 +735,11 @@ mod tests {
             .expect("the blob is cut, marked");
         assert_eq!(msg.len(), blob.len(), "an equal share");
         assert!(msg.starts_with("mmm"), "{msg}");
-        // Everything that counts is within the limit.
+        // Everything that counts (all but the keys) is within the limit, markers included.
         let counted = c.msg().len()
             + c.exc_info().unwrap().len()
             + c.exc_text().unwrap().len()
-            + kv.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
-            - 2 * TRUNCATION_MARKER.len();
+            + kv.iter().map(|(_, v)| v.len()).sum::<usize>();
         assert!(counted <= limit, "{counted}");
         assert!(
             counted > limit - 64,
@@ -647,12 +748,66 @@ mod tests {
     }
 
     #[test]
-    fn the_fair_share_cuts_the_largest_pieces_first() {
-        assert_eq!(fair_share(&[10, 20, 30], 100), 100, "all fit");
-        assert_eq!(fair_share(&[10, 1000], 100), 90);
-        assert_eq!(fair_share(&[1000, 1000], 100), 50);
-        assert_eq!(fair_share(&[5, 5, 1000, 1000], 100), 45);
-        assert_eq!(fair_share(&[], 100), 100);
+    fn the_shares_cut_the_largest_pieces_first_and_count_the_marker() {
+        let m = TRUNCATION_MARKER.len();
+        assert_eq!(
+            shares(&[(10, false), (20, false)], 100),
+            [10, 20],
+            "all fit"
+        );
+        assert_eq!(shares(&[(10, false), (1000, false)], 200), [10, 190 - m]);
+        assert_eq!(
+            shares(&[(1000, false), (1000, false)], 200),
+            [100 - m, 100 - m]
+        );
+        assert_eq!(
+            shares(&[(5, false), (80, true)], 200),
+            [5, 80],
+            "cut while written: marked"
+        );
+        // So many pieces that a share would be tiny: the first ones, in order.
+        let many = vec![(20, false); 100];
+        let kept = shares(&many, 100);
+        assert_eq!(&kept[..3], [20, 20, 20]);
+        assert_eq!(
+            kept[3],
+            100 - m - 60,
+            "the first that does not fit keeps what is left"
+        );
+        assert!(kept[4..].iter().all(|&k| k == 0), "{kept:?}");
+    }
+
+    #[test]
+    fn many_small_key_values_keep_their_keys_and_the_record_its_limit() {
+        let keys: Vec<String> = (0..200).map(|i| format!("request_{i:03}")).collect();
+        let kvs: Vec<(&str, &str)> = keys.iter().map(|k| (k.as_str(), "value_abcd")).collect();
+        let c = capture_with(format_args!("hello {}", "world"), &kvs.as_slice(), 1000);
+        assert!(c.truncated);
+        let got: Vec<(&str, &str)> = c.key_values().collect();
+        assert_eq!(got.len(), 200);
+        for (i, (key, _)) in got.iter().enumerate() {
+            assert_eq!(*key, keys[i], "keys are never cut");
+        }
+        let counted = c.msg().len() + got.iter().map(|(_, v)| v.len()).sum::<usize>();
+        assert!(counted <= 1000, "{counted}");
+        assert_eq!(c.msg(), "hello world", "the first pieces are whole");
+    }
+
+    #[test]
+    fn a_display_formatted_once_is_formatted_once_even_over_the_limit() {
+        struct Once(std::cell::Cell<bool>);
+        impl fmt::Display for Once {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                assert!(!self.0.replace(true), "formatted twice");
+                f.write_str(&"x".repeat(1000))
+            }
+        }
+        let once = Once(std::cell::Cell::new(false));
+        let kvs: &[(&str, &str)] = &[];
+        let c = capture_with(format_args!("{once}"), &kvs, 100);
+        assert!(c.truncated);
+        assert_eq!(c.msg().len(), 100, "{}", c.msg());
+        assert!(c.msg().starts_with("xxxxxxxxxx"), "{}", c.msg());
     }
 
     #[test]
