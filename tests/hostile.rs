@@ -58,9 +58,12 @@ fn assert_adds_up(s: &Stats) {
     assert_eq!(s.logged, s.sent + s.dropped + s.failed + s.queued, "{s:?}");
 }
 
-/// Logs `n` records at once: each is sent while the unasked bytes of the one before may still
-/// be on their way. Every record must be sent, and reach the receiver once or twice.
-fn flowing(reply: impl Fn() -> Reply + Send + Sync + 'static, n: usize) {
+/// Logs `n` records at once to a receiver answering each with `reply()`, flushes, drops the
+/// logger, and returns its stats, its last error, and how many times each record arrived.
+fn all_at_once(
+    reply: impl Fn() -> Reply + Send + Sync + 'static,
+    n: usize,
+) -> (Stats, Option<String>, HashMap<String, usize>) {
     let server = Server::with_script(move |_, _| reply());
     let logger = fast(server.host()).build().unwrap();
     for i in 0..n {
@@ -69,9 +72,16 @@ fn flowing(reply: impl Fn() -> Reply + Send + Sync + 'static, n: usize) {
     flushed(&logger);
     let stats = logger.stats();
     assert_adds_up(&stats);
-    assert_eq!(stats.sent, n as u64, "{stats:?} {:?}", logger.last_error());
+    let last_error = logger.last_error();
     drop_bounded(logger);
-    let seen = arrivals(&collect(&server, n));
+    (stats, last_error, arrivals(&collect(&server, n)))
+}
+
+/// Logs `n` records at once: each is sent while the unasked bytes of the one before may still
+/// be on their way. Every record must be sent, and reach the receiver once or twice.
+fn flowing(reply: impl Fn() -> Reply + Send + Sync + 'static, n: usize) {
+    let (stats, last_error, seen) = all_at_once(reply, n);
+    assert_eq!(stats.sent, n as u64, "{stats:?} {last_error:?}");
     for i in 0..n {
         let times = seen.get(&format!("record {i}")).copied().unwrap_or(0);
         assert!(
@@ -113,20 +123,11 @@ fn idle(reply: impl Fn() -> Reply + Send + Sync + 'static, n: usize) {
 /// Logs `n` records to a receiver whose every answer is unusable: each is tried on a new
 /// connection once more, then counted failed; none arrives more than twice.
 fn unusable(reply: impl Fn() -> Reply + Send + Sync + 'static, n: usize, why: &str) {
-    let server = Server::with_script(move |_, _| reply());
-    let logger = fast(server.host()).build().unwrap();
-    for i in 0..n {
-        log::info!(logger: logger, "record {i}");
-    }
-    flushed(&logger);
-    let stats = logger.stats();
-    assert_adds_up(&stats);
+    let (stats, last_error, seen) = all_at_once(reply, n);
     assert_eq!((stats.sent, stats.failed), (0, n as u64), "{stats:?}");
     assert_eq!(stats.retried, n as u64, "one resend each: {stats:?}");
-    let reason = logger.last_error().unwrap_or_default();
+    let reason = last_error.unwrap_or_default();
     assert!(reason.contains(why), "{reason}");
-    drop_bounded(logger);
-    let seen = arrivals(&collect(&server, n));
     for i in 0..n {
         assert_eq!(
             seen.get(&format!("record {i}")),
