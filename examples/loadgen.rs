@@ -15,8 +15,9 @@
 //!   p99, max, with the cost of an empty `Instant` pair subtracted, and that cost), the
 //!   records delivered per second from the first call to the flush returning, the logger's
 //!   stats, and the peak memory (`VmHWM`) with its baseline before the logger was built. The
-//!   queue defaults to N records so that nothing is dropped: the run measures the caller and
-//!   the delivery, not the drop path (`--queue` smaller shows the drops).
+//!   queue defaults to 4/3 of N records (INFO records may fill three quarters of it) with no
+//!   byte bound, so that nothing is dropped: the run measures the caller and the delivery, not
+//!   the drop path (`--queue` smaller shows the drops).
 //!   With `--secure` the logger sends over HTTPS, trusting the CA in `--ca FILE` (PEM). With
 //!   `--record-bytes N` (here and with `--down`) each message carries N bytes more.
 //! * `--payload FILE`: writes what one real record is on the wire (the form body of a POST,
@@ -268,7 +269,9 @@ fn method_name(method: Method) -> &'static str {
 fn run_logger(options: &Options) -> Result<(), String> {
     let host = options.host.as_deref().unwrap_or_default();
     let records = options.records.unwrap_or(200_000);
-    let queue = options.queue.unwrap_or(records.max(1));
+    // INFO records fill at most three quarters of the queue (the rest is kept for warnings and
+    // errors): a queue of 4/3 of the records holds them all.
+    let queue = options.queue.unwrap_or(records.max(1) / 3 * 4 + 4);
     let pair = instant_pair_ns();
     let slots = time_slots(records, options.threads);
     let padding = "x".repeat(options.record_bytes);
@@ -277,6 +280,8 @@ fn run_logger(options: &Options) -> Result<(), String> {
         .method(options.method)
         .connections(options.connections)
         .queue_capacity(queue)
+        // The run measures the caller and the delivery, not the byte bound's drops.
+        .queue_max_bytes(usize::MAX / 2)
         .shutdown_timeout(Duration::from_secs(300));
     if options.secure {
         builder = builder.secure(true);

@@ -300,8 +300,10 @@ pub(crate) struct Writer {
     left: usize,
     /// Whether the piece being written was cut.
     cut: bool,
-    /// The pieces, in the order written.
-    pieces: Vec<Piece>,
+    /// The bytes of all pieces written.
+    total: usize,
+    /// The pieces cut while written (none, for almost every record).
+    cuts: Vec<Text>,
 }
 
 impl Writer {
@@ -312,7 +314,8 @@ impl Writer {
             scratch_left: limit.saturating_mul(2),
             left: 0,
             cut: false,
-            pieces: Vec::new(),
+            total: 0,
+            cuts: Vec::new(),
         }
     }
 
@@ -323,10 +326,9 @@ impl Writer {
 
     /// Keeps a `&'static str` as a piece, uncopied.
     fn static_piece(&mut self, s: &'static str) -> Text {
-        let text = Text::Static(s);
         self.scratch_left = self.scratch_left.saturating_sub(s.len());
-        self.pieces.push(Piece { text, cut: false });
-        text
+        self.total += s.len();
+        Text::Static(s)
     }
 
     /// Writes a piece that is never cut and does not count.
@@ -359,12 +361,13 @@ impl Writer {
         self.cut = false;
         // A Display impl that returns an error leaves what it wrote; that is all we can send.
         let _ = f(self);
-        self.scratch_left = self.scratch_left.saturating_sub(self.buf.len() - start);
+        let written = self.buf.len() - start;
+        self.scratch_left = self.scratch_left.saturating_sub(written);
+        self.total += written;
         let text = Text::Span(start as u32, self.buf.len() as u32);
-        self.pieces.push(Piece {
-            text,
-            cut: self.cut,
-        });
+        if self.cut {
+            self.cuts.push(text);
+        }
         text
     }
 
@@ -379,21 +382,29 @@ impl Writer {
     /// marked with [`TRUNCATION_MARKER`]) in a new buffer after the first `fixed_end` bytes,
     /// and says where each piece now is. Returns whether any piece was cut.
     fn finish(&mut self, fixed_end: usize, variable: &mut Variable) -> bool {
-        let sizes: Vec<(usize, bool)> = self
-            .pieces
-            .iter()
-            .map(|p| (self.len(p.text), p.cut))
-            .collect();
-        let total: usize = sizes.iter().map(|(size, _)| size).sum();
-        if total <= self.limit && !sizes.iter().any(|(_, cut)| *cut) {
+        if self.total <= self.limit && self.cuts.is_empty() {
             return false;
         }
+        // The pieces, in the order they were written: the message, the error, the values.
+        let mut pieces = vec![variable.msg];
+        if let Some((info, text)) = variable.error {
+            pieces.extend([info, text]);
+        }
+        pieces.extend(variable.kvs.iter().map(|&(_, value)| value));
+        let pieces: Vec<Piece> = pieces
+            .into_iter()
+            .map(|text| Piece {
+                text,
+                cut: self.cuts.iter().any(|&c| same(c, text)),
+            })
+            .collect();
+        let sizes: Vec<(usize, bool)> = pieces.iter().map(|p| (self.len(p.text), p.cut)).collect();
         let keep = shares(&sizes, self.limit);
         let mut buf = String::with_capacity(fixed_end + self.limit + 64);
         buf.push_str(&self.buf[..fixed_end]);
-        let mut moved = Vec::with_capacity(self.pieces.len());
+        let mut moved = Vec::with_capacity(pieces.len());
         let mut marked = false;
-        for (piece, (&(size, cut), &keep)) in self.pieces.iter().zip(sizes.iter().zip(&keep)) {
+        for (piece, (&(size, cut), &keep)) in pieces.iter().zip(sizes.iter().zip(&keep)) {
             let text = match piece.text {
                 Text::Static(s) => s,
                 Text::Span(start, end) => &self.buf[start as usize..end as usize],
