@@ -18,7 +18,6 @@ pub(crate) struct Endpoint {
     pub(crate) port: u16,
     /// The `Host` header: the host as given, with the port unless it is the scheme's default.
     pub(crate) host_header: String,
-    pub(crate) secure: bool,
 }
 
 impl Endpoint {
@@ -54,7 +53,6 @@ impl Endpoint {
                 .to_owned(),
             port,
             host_header,
-            secure,
         })
     }
 }

@@ -280,14 +280,6 @@ fn shares(sizes: &[(usize, bool)], limit: usize) -> Vec<usize> {
     }
 }
 
-/// One piece that counts against the limit, as written.
-#[derive(Debug, Clone, Copy)]
-struct Piece {
-    text: Text,
-    /// Whether it was cut while written (at the limit, or at the scratch bound).
-    cut: bool,
-}
-
 /// Writes into the record's buffer. Each piece is written up to the limit, and all of them
 /// up to twice the limit (what a record over its limit costs at most while it is cut down);
 /// [`Writer::finish`] then cuts the pieces to their shares.
@@ -391,21 +383,17 @@ impl Writer {
             pieces.extend([info, text]);
         }
         pieces.extend(variable.kvs.iter().map(|&(_, value)| value));
-        let pieces: Vec<Piece> = pieces
-            .into_iter()
-            .map(|text| Piece {
-                text,
-                cut: self.cuts.iter().any(|&c| same(c, text)),
-            })
+        let sizes: Vec<(usize, bool)> = pieces
+            .iter()
+            .map(|&text| (self.len(text), self.cuts.iter().any(|&c| same(c, text))))
             .collect();
-        let sizes: Vec<(usize, bool)> = pieces.iter().map(|p| (self.len(p.text), p.cut)).collect();
         let keep = shares(&sizes, self.limit);
         let mut buf = String::with_capacity(fixed_end + self.limit + 64);
         buf.push_str(&self.buf[..fixed_end]);
         let mut moved = Vec::with_capacity(pieces.len());
         let mut marked = false;
-        for (piece, (&(size, cut), &keep)) in pieces.iter().zip(sizes.iter().zip(&keep)) {
-            let text = match piece.text {
+        for (&piece, (&(size, cut), &keep)) in pieces.iter().zip(sizes.iter().zip(&keep)) {
+            let text = match piece {
                 Text::Static(s) => s,
                 Text::Span(start, end) => &self.buf[start as usize..end as usize],
             };
@@ -421,7 +409,7 @@ impl Writer {
                 marked = true;
                 buf.push_str(TRUNCATION_MARKER);
             }
-            moved.push((piece.text, Text::Span(start as u32, buf.len() as u32)));
+            moved.push((piece, Text::Span(start as u32, buf.len() as u32)));
         }
         // The fixed parts written among the pieces (keys) move too.
         let remap = |text: Text, buf: &mut String| -> Text {
