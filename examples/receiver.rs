@@ -1,6 +1,6 @@
 //! A small HTTP receiver that prints the log records sent by `http-logger` or by
 //! Python's `logging.handlers.HTTPHandler`: the Rust version of the classic
-//! `BaseHTTPRequestHandler` receiver with its pretty printer.
+//! `BaseHTTPRequestHandler` receiver with its pretty printer, on hyper's HTTP/1.1 server.
 //!
 //! Run it with `cargo run --example receiver -- --port 8000` and point a sender at
 //! `http://127.0.0.1:8000/`. Each record whose fields include `created`, `name`,
@@ -8,49 +8,89 @@
 //! `'%s  %40s  %9s  %s' % (time, name[:40], levelname, msg)` in Python terms,
 //! followed by the lines of `exc_text` (if any) indented by four spaces. Anything
 //! else (say `curl -X POST -d abc=def http://localhost:8000`) is printed as
-//! `METHOD PATH: key=value ...`. Both POST (form body) and GET (query string) are
-//! accepted; connections are kept alive, one thread each. Problems with a request
-//! are reported on stderr and never stop the receiver.
+//! `METHOD PATH: key=value ...`. POST (form body) is handled by [`do_post`], GET (query
+//! string) by [`do_get`], every other method gets a 501. Connections are kept alive.
+//! Problems with a request are reported on stderr and never stop the receiver. What reaches
+//! the terminal is escaped: control characters, bidi overrides and isolates, and line
+//! separators are shown as `\u{..}` (in a quoted value), never raw.
 //!
-//! Options:
+//! hyper reads and writes HTTP; this file holds no HTTP parsing of its own. Why hyper: it is
+//! the HTTP implementation under most of Rust's servers (axum, warp, tonic), it is
+//! maintained by the people who maintain `http` and `h2`, and its low-level `server::conn`
+//! API lets this receiver own the accept loop, which is where the connection limit lives.
 //!
-//! * `--port N` (default 8000; `0` picks a free port) and `--bind ADDR` (default
-//!   `127.0.0.1`). The real address is printed on stderr as
-//!   `listening on http://ADDR:PORT`.
-//! * `--raw` prints each request as received: request line, headers, then every
-//!   decoded field as `  key = value`, then a blank line.
-//! * `--quiet` prints no per-record output, only `received N records` once a
-//!   second when the count changed (for benchmarks).
-//! * `--linger-zero` closes connections with `SO_LINGER` on/0 (a reset, no
-//!   `TIME_WAIT`) instead of setting `SO_REUSEADDR`; either way a restart right
-//!   after a stop does not meet "Address already in use".
-//! * `--pid-file PATH` refuses to start while another live receiver holds `PATH`
-//!   (an exclusive `flock`, released when the process ends), then writes our pid.
+//! Limits, each with a flag (run with `--help` for the list): at most `--max-connections`
+//! connections at once (a new one past the limit closes the connection idle the longest,
+//! or is refused when none is idle), a head deadline, a whole-request deadline, an idle
+//! keep-alive timeout, and a body cap (413 beyond). The memory a receiver can hold for
+//! requests is so bounded by `max-connections × (max-body + 64 KiB of head)`.
+//!
+//! Options: see [`HELP`].
 
 use std::borrow::Cow;
+use std::collections::HashMap;
+use std::convert::Infallible;
 use std::fmt::Write as _;
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::io::{self, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
 use std::thread;
 use std::time::Duration;
 
 use chrono::{Local, TimeZone};
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, TRANSFER_ENCODING};
+use hyper::http::request::Parts;
+use hyper::{Method, Request, Response, StatusCode, Version};
+use hyper_util::rt::TokioIo;
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::runtime::Handle;
+use tokio::sync::Notify;
+use tokio::time::Instant;
 
-/// Most bytes accepted for the request line plus headers (else 431).
+/// Most bytes accepted for the request line plus headers (else hyper answers 431).
 const MAX_HEAD: usize = 64 * 1024;
-/// Most bytes accepted for a body (else 413).
-const MAX_BODY: u64 = 64 * 1024 * 1024;
-/// How long an idle or stalled connection is kept before it is dropped.
-const IO_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long to wait for the client's end when we close a connection first.
 const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
 
-const USAGE: &str = "usage: receiver [--port N] [--bind ADDR] [--raw] [--quiet] [--linger-zero] [--pid-file PATH] [--help]";
+const USAGE: &str = "usage: receiver [--port N] [--bind ADDR] [--raw | --quiet] [--linger-zero] \
+[--pid-file PATH] [--max-connections N] [--head-timeout S] [--request-timeout S] \
+[--idle-timeout S] [--max-body BYTES] [--help]";
+
+/// `--help`: every option and its default.
+const HELP: &str = "\
+Prints the log records that http-logger or Python's logging.handlers.HTTPHandler send
+(POST form bodies, GET query strings); other methods get 501.
+
+Options:
+  --port N              port to listen on; 0 picks a free one (default 8000)
+  --bind ADDR           address to listen on (default 127.0.0.1)
+  --raw                 print each request as received: request line, headers (names as
+                        hyper gives them: lowercase), then every field as `  key = value`
+  --quiet               print only `received N records`, once a second when it changed
+  --linger-zero         close connections with SO_LINGER 0 (a reset, no TIME_WAIT) instead
+                        of setting SO_REUSEADDR on the listener (default: SO_REUSEADDR)
+  --pid-file PATH       refuse to start while another live receiver holds PATH (an
+                        exclusive flock), then write our pid there (default: none)
+  --max-connections N   connections served at once; past it a new connection closes the
+                        one idle the longest, or is refused when none is idle (default 1024)
+  --head-timeout S      seconds from the first byte of a request to the end of its head
+                        (default 10)
+  --request-timeout S   seconds from the first byte of a request to the end of its body;
+                        past it the answer is 408 (default 30)
+  --idle-timeout S      seconds a connection may wait for a request, new or kept alive
+                        (default 60)
+  --max-body BYTES      largest body accepted; a larger one gets 413 (default 16777216)
+  --help, -h            print this help
+";
 
 /// Writes one line to stderr, ignoring failures (a closed stderr must not stop us).
 macro_rules! report {
@@ -67,19 +107,30 @@ enum Mode {
     Quiet,
 }
 
+/// How much a client may take, and for how long.
+#[derive(Clone, Copy)]
+struct Limits {
+    max_connections: usize,
+    head_timeout: Duration,
+    request_timeout: Duration,
+    idle_timeout: Duration,
+    max_body: u64,
+}
+
 struct Options {
     port: u16,
     bind: IpAddr,
     mode: Mode,
     linger_zero: bool,
     pid_file: Option<PathBuf>,
+    limits: Limits,
 }
 
 fn main() -> ExitCode {
     let options = match parse_args(std::env::args().skip(1)) {
         Ok(Some(options)) => options,
         Ok(None) => {
-            let _ = writeln!(io::stdout(), "{USAGE}");
+            let _ = write!(io::stdout(), "{USAGE}\n\n{HELP}");
             return ExitCode::SUCCESS;
         }
         Err(message) => {
@@ -100,57 +151,7 @@ fn main() -> ExitCode {
         None => None,
     };
 
-    let address = SocketAddr::new(options.bind, options.port);
-    let listener = match listen(address, options.linger_zero) {
-        Ok(listener) => listener,
-        Err(err) => {
-            report!("receiver: cannot listen on {address}: {err}");
-            return ExitCode::from(1);
-        }
-    };
-    let local = listener.local_addr().unwrap_or(address);
-    let host = match local.ip() {
-        IpAddr::V4(ip) => ip.to_string(),
-        IpAddr::V6(ip) => format!("[{ip}]"),
-    };
-    report!("listening on http://{host}:{}", local.port());
-    let _ = io::stderr().flush();
-
-    let records = Arc::new(AtomicU64::new(0));
-    if options.mode == Mode::Quiet {
-        let records = Arc::clone(&records);
-        let spawned = thread::Builder::new()
-            .name("counter".into())
-            .spawn(move || print_counts(&records));
-        if let Err(err) = spawned {
-            report!("receiver: cannot start the counter thread: {err}");
-            return ExitCode::from(1);
-        }
-    }
-
-    for stream in listener.incoming() {
-        let stream = match stream {
-            Ok(stream) => stream,
-            Err(err) => {
-                // Out of file descriptors and the like: wait a little, go on.
-                report!("receiver: accept failed: {err}");
-                thread::sleep(Duration::from_millis(100));
-                continue;
-            }
-        };
-        let connection = Connection {
-            mode: options.mode,
-            linger_zero: options.linger_zero,
-            records: Arc::clone(&records),
-        };
-        let spawned = thread::Builder::new()
-            .name("connection".into())
-            .spawn(move || connection.serve(stream));
-        if let Err(err) = spawned {
-            report!("receiver: cannot start a connection thread: {err}");
-        }
-    }
-    ExitCode::SUCCESS
+    serve(options)
 }
 
 /// Parses the command line by hand. `Ok(None)` means `--help`.
@@ -161,6 +162,13 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>,
         mode: Mode::Pretty,
         linger_zero: false,
         pid_file: None,
+        limits: Limits {
+            max_connections: 1024,
+            head_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            max_body: 16 * 1024 * 1024,
+        },
     };
     while let Some(arg) = args.next() {
         // Both `--port 8000` and `--port=8000`.
@@ -172,6 +180,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>,
             Some(value) => Ok(value.to_string()),
             None => args.next().ok_or(format!("{name} needs a value")),
         };
+        let limits = &mut options.limits;
         match name.as_str() {
             "--port" => {
                 let text = value()?;
@@ -182,6 +191,11 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>,
                 options.bind = text.parse().map_err(|_| format!("bad address {text:?}"))?;
             }
             "--pid-file" => options.pid_file = Some(PathBuf::from(value()?)),
+            "--max-connections" => limits.max_connections = positive(&name, &value()?)?,
+            "--max-body" => limits.max_body = positive(&name, &value()?)?,
+            "--head-timeout" => limits.head_timeout = seconds(&name, &value()?)?,
+            "--request-timeout" => limits.request_timeout = seconds(&name, &value()?)?,
+            "--idle-timeout" => limits.idle_timeout = seconds(&name, &value()?)?,
             "--raw" | "--quiet" | "--linger-zero" | "--help" | "-h" if inline.is_some() => {
                 return Err(format!("{name} takes no value"));
             }
@@ -189,10 +203,32 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>,
             "--quiet" => options.mode = Mode::Quiet,
             "--linger-zero" => options.linger_zero = true,
             "--help" | "-h" => return Ok(None),
-            _ => return Err(format!("unknown option {arg:?}")),
+            _ => return Err(format!("unknown option {}", shown(&arg))),
         }
     }
     Ok(Some(options))
+}
+
+/// A whole number above zero.
+fn positive<T: std::str::FromStr + PartialOrd + Default>(
+    name: &str,
+    text: &str,
+) -> Result<T, String> {
+    match text.parse::<T>() {
+        Ok(n) if n > T::default() => Ok(n),
+        _ => Err(format!(
+            "{name} needs a whole number above 0, not {}",
+            shown(text)
+        )),
+    }
+}
+
+/// Seconds above zero, fractions allowed.
+fn seconds(name: &str, text: &str) -> Result<Duration, String> {
+    match text.parse::<f64>() {
+        Ok(s) if s > 0.0 && s <= 1e9 => Ok(Duration::from_secs_f64(s)),
+        _ => Err(format!("{name} needs seconds above 0, not {}", shown(text))),
+    }
 }
 
 /// Builds the listening socket. By default it sets `SO_REUSEADDR`, so that a
@@ -200,7 +236,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>,
 /// `TIME_WAIT`. With `linger_zero` it sets `SO_LINGER` on/0 instead: accepted
 /// sockets inherit it, closes send a reset and leave no `TIME_WAIT` behind (but
 /// may drop data the peer has not read yet).
-fn listen(address: SocketAddr, linger_zero: bool) -> io::Result<TcpListener> {
+fn listen(address: SocketAddr, linger_zero: bool) -> io::Result<std::net::TcpListener> {
     let socket = Socket::new(
         Domain::for_address(address),
         Type::STREAM,
@@ -217,15 +253,150 @@ fn listen(address: SocketAddr, linger_zero: bool) -> io::Result<TcpListener> {
     Ok(socket.into())
 }
 
-/// `--quiet`: prints the number of records once a second when it changed.
-fn print_counts(records: &AtomicU64) {
-    let mut printed = 0;
+/// What every connection shares.
+struct Shared {
+    mode: Mode,
+    linger_zero: bool,
+    limits: Limits,
+    records: AtomicU64,
+    /// Connections closed to make room for a new one, and new ones refused.
+    evicted: AtomicU64,
+    refused: AtomicU64,
+    /// The open connections, by number.
+    open: Mutex<HashMap<u64, Arc<Watch>>>,
+}
+
+/// Accepts connections on this thread (blocking) and hands each to one of the workers, in
+/// turn. A worker is a thread running a single-threaded tokio runtime: a connection lives on
+/// one thread from accept to close, so its socket's wake-ups go to the thread that serves
+/// it (a work-stealing runtime spends more on moving tasks between threads than these
+/// requests cost).
+fn serve(options: Options) -> ExitCode {
+    let address = SocketAddr::new(options.bind, options.port);
+    let listener = match listen(address, options.linger_zero) {
+        Ok(listener) => listener,
+        Err(err) => {
+            report!("receiver: cannot listen on {address}: {err}");
+            return ExitCode::from(1);
+        }
+    };
+    let workers = match start_workers() {
+        Ok(workers) => workers,
+        Err(err) => {
+            report!("receiver: cannot start the worker threads: {err}");
+            return ExitCode::from(1);
+        }
+    };
+    let local = listener.local_addr().unwrap_or(address);
+    let host = match local.ip() {
+        IpAddr::V4(ip) => ip.to_string(),
+        IpAddr::V6(ip) => format!("[{ip}]"),
+    };
+    report!("listening on http://{host}:{}", local.port());
+
+    let shared = Arc::new(Shared {
+        mode: options.mode,
+        linger_zero: options.linger_zero,
+        limits: options.limits,
+        records: AtomicU64::new(0),
+        evicted: AtomicU64::new(0),
+        refused: AtomicU64::new(0),
+        open: Mutex::new(HashMap::new()),
+    });
+    workers[0].spawn(print_counts(Arc::clone(&shared)));
+
+    let mut next_id = 0u64;
     loop {
-        thread::sleep(Duration::from_secs(1));
-        let count = records.load(Ordering::Relaxed);
-        if count != printed {
-            printed = count;
-            emit(&format!("received {count} records\n"));
+        let (stream, peer) = match listener.accept() {
+            Ok(accepted) => accepted,
+            Err(err) => {
+                // Out of file descriptors and the like: wait a little, go on.
+                report!("receiver: accept failed: {err}");
+                thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+        };
+        let Some(watch) = admit(&shared, next_id) else {
+            shared.refused.fetch_add(1, Ordering::Relaxed);
+            drop(stream);
+            continue;
+        };
+        let worker = &workers[next_id as usize % workers.len()];
+        worker.spawn(Arc::clone(&shared).connection(next_id, stream, peer, watch));
+        next_id += 1;
+    }
+}
+
+/// One worker thread per core (at most 8), each driving a single-threaded runtime.
+fn start_workers() -> io::Result<Vec<Handle>> {
+    let count = thread::available_parallelism().map_or(1, |n| n.get().min(8));
+    (0..count)
+        .map(|n| {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let handle = runtime.handle().clone();
+            thread::Builder::new()
+                .name(format!("worker-{n}"))
+                .spawn(move || runtime.block_on(std::future::pending::<()>()))?;
+            Ok(handle)
+        })
+        .collect()
+}
+
+/// Takes a place for a new connection: a free one, or the one of the connection idle the
+/// longest, which is told to close. `None` when every place is busy with a request.
+fn admit(shared: &Shared, id: u64) -> Option<Arc<Watch>> {
+    let mut open = lock(&shared.open);
+    if open.len() >= shared.limits.max_connections {
+        let oldest = open
+            .iter()
+            .filter_map(|(id, watch)| match *lock(&watch.phase) {
+                Phase::Idle(since) => Some((since, *id)),
+                _ => None,
+            })
+            .min();
+        let (_, victim) = oldest?;
+        if let Some(watch) = open.remove(&victim) {
+            watch.evict.notify_one();
+            shared.evicted.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    let watch = Arc::new(Watch {
+        phase: Mutex::new(Phase::Idle(Instant::now())),
+        evict: Notify::new(),
+    });
+    open.insert(id, Arc::clone(&watch));
+    Some(watch)
+}
+
+/// Once a second: `--quiet`'s record count when it changed, and in every mode how many
+/// connections the limit closed or refused in that second.
+async fn print_counts(shared: Arc<Shared>) {
+    let mut printed = 0;
+    let (mut evicted, mut refused) = (0, 0);
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        if shared.mode == Mode::Quiet {
+            let count = shared.records.load(Ordering::Relaxed);
+            if count != printed {
+                printed = count;
+                emit(&format!("received {count} records\n"));
+            }
+        }
+        let now = (
+            shared.evicted.load(Ordering::Relaxed),
+            shared.refused.load(Ordering::Relaxed),
+        );
+        if now != (evicted, refused) {
+            report!(
+                "receiver: at the limit of {} connections: closed {} idle ones, refused {} new ones",
+                shared.limits.max_connections,
+                now.0 - evicted,
+                now.1 - refused
+            );
+            (evicted, refused) = now;
         }
     }
 }
@@ -239,98 +410,85 @@ fn emit(text: &str) {
     let _ = out.flush();
 }
 
-/// Everything a connection thread needs.
-struct Connection {
-    mode: Mode,
-    linger_zero: bool,
-    records: Arc<AtomicU64>,
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// An HTTP version we speak.
+/// Where a connection is, for its deadlines.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Version {
-    Http10,
-    Http11,
+enum Phase {
+    /// Waiting for a request (new, or after an answer) since then.
+    Idle(Instant),
+    /// Reading a request head whose first byte came then.
+    Head(Instant),
+    /// The head is read; reading the body of the request that started then.
+    Body(Instant),
 }
 
-/// A parsed request head.
-struct Request {
-    method: String,
-    target: String,
-    version: Version,
-    /// The request line and header lines as received (lossy UTF-8), for `--raw`.
-    request_line: String,
-    header_lines: Vec<String>,
-    headers: Vec<(String, String)>,
+/// One connection's phase, and the call to close it when a new one needs its place.
+struct Watch {
+    phase: Mutex<Phase>,
+    evict: Notify,
 }
 
-impl Request {
-    /// All values of a header, case-insensitively.
-    fn header<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.headers
-            .iter()
-            .filter(move |(key, _)| key.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value.as_str())
+impl Watch {
+    fn set(&self, phase: Phase) {
+        *lock(&self.phase) = phase;
     }
 
-    /// Whether any `Connection` header lists `token`.
-    fn connection_has(&self, token: &str) -> bool {
-        self.header("connection")
-            .flat_map(|value| value.split(','))
-            .any(|item| item.trim().eq_ignore_ascii_case(token))
-    }
-
-    /// HTTP/1.1 keeps the connection unless told `close`; HTTP/1.0 closes it
-    /// unless told `keep-alive`.
-    fn keep_alive(&self) -> bool {
-        match self.version {
-            Version::Http11 => !self.connection_has("close"),
-            Version::Http10 => self.connection_has("keep-alive") && !self.connection_has("close"),
+    /// The first bytes of a request came: its head starts now.
+    fn bytes_came(&self) {
+        let mut phase = lock(&self.phase);
+        if let Phase::Idle(_) = *phase {
+            *phase = Phase::Head(Instant::now());
         }
     }
 
-    /// The target without its query string.
-    fn path(&self) -> &str {
-        self.target
-            .split_once('?')
-            .map_or(&self.target, |(path, _)| path)
+    /// When the request in progress started (now, if hyper had it buffered).
+    fn request_started(&self) -> Instant {
+        let mut phase = lock(&self.phase);
+        let started = match *phase {
+            Phase::Head(started) | Phase::Body(started) => started,
+            Phase::Idle(_) => Instant::now(),
+        };
+        *phase = Phase::Body(started);
+        started
     }
-}
 
-/// Why reading a request head stopped.
-enum HeadError {
-    /// More than `MAX_HEAD` bytes without the blank line ending the head.
-    TooLarge,
-    /// The client closed the connection in the middle of the head.
-    Truncated(usize),
-    /// A read failed (timeout, reset), after this many bytes of the head.
-    Io(io::Error, usize),
-}
-
-/// A response to send: status, reason, body.
-struct Response {
-    status: u16,
-    reason: &'static str,
-    body: String,
-}
-
-impl Response {
-    fn new(status: u16, reason: &'static str, body: impl Into<String>) -> Self {
-        Response {
-            status,
-            reason,
-            body: body.into(),
+    /// The deadline of the current phase, and what passing it means.
+    fn deadline(&self, limits: &Limits) -> (Instant, &'static str) {
+        match *lock(&self.phase) {
+            Phase::Idle(since) => (since + limits.idle_timeout, "idle"),
+            Phase::Head(since) => (since + limits.head_timeout, "head"),
+            // The request handler answers 408 itself; this only catches a stuck answer.
+            Phase::Body(since) => (since + limits.request_timeout * 2, "request"),
         }
     }
 }
 
-impl Connection {
-    /// Serves requests on one connection until the client closes it, asks to
-    /// close it, or sends something we cannot follow.
-    fn serve(self, stream: TcpStream) {
-        let peer = match stream.peer_addr() {
-            Ok(peer) => peer.to_string(),
-            Err(_) => "unknown peer".to_string(),
+impl Shared {
+    /// Serves one connection until it ends, a deadline passes, or a new connection takes its
+    /// place; then closes it without losing our last answer.
+    async fn connection(
+        self: Arc<Self>,
+        id: u64,
+        stream: std::net::TcpStream,
+        peer: SocketAddr,
+        watch: Arc<Watch>,
+    ) {
+        // Registered with the runtime of the worker this runs on.
+        let stream = match stream
+            .set_nonblocking(true)
+            .and_then(|()| TcpStream::from_std(stream))
+        {
+            Ok(stream) => stream,
+            Err(err) => {
+                report!("receiver: {peer}: cannot serve the connection: {err}");
+                lock(&self.open).remove(&id);
+                return;
+            }
         };
         if self.linger_zero {
             // Accepted sockets inherit SO_LINGER on Linux; saying it again keeps
@@ -339,390 +497,403 @@ impl Connection {
                 report!("receiver: {peer}: cannot set SO_LINGER: {err}");
             }
         }
-        if let Err(err) = stream
-            .set_read_timeout(Some(IO_TIMEOUT))
-            .and_then(|()| stream.set_write_timeout(Some(IO_TIMEOUT)))
-        {
-            report!("receiver: {peer}: cannot set timeouts: {err}");
-            return;
+        let _ = stream.set_nodelay(true);
+        let stream = Arc::new(Mutex::new(stream));
+        let io = Tap {
+            stream: Arc::clone(&stream),
+            watch: Arc::clone(&watch),
+        };
+
+        let shared = Arc::clone(&self);
+        let handler = Arc::clone(&watch);
+        let service = hyper::service::service_fn(move |request| {
+            let shared = Arc::clone(&shared);
+            let watch = Arc::clone(&handler);
+            async move { Ok::<_, Infallible>(shared.answer(request, peer, &watch).await) }
+        });
+        let mut http = hyper::server::conn::http1::Builder::new();
+        // Our own deadlines (the Watch) cover the head; hyper's would also end idle
+        // connections at the head's deadline.
+        http.header_read_timeout(None).max_buf_size(MAX_HEAD);
+        let mut connection = Box::pin(http.serve_connection(TokioIo::new(io), service));
+
+        // Why the connection ends: hyper ended it (after its last answer, which must not be
+        // lost), or we do (nothing is owed to the client).
+        // The deadlines are checked on a tick, not at every change of phase (that would cost
+        // each request a timer): a deadline passes at most a quarter of the shortest limit
+        // late.
+        let tick = self
+            .limits
+            .head_timeout
+            .min(self.limits.idle_timeout)
+            .min(self.limits.request_timeout)
+            / 4;
+        let (by_hyper, message) = loop {
+            let (deadline, what) = watch.deadline(&self.limits);
+            let now = Instant::now();
+            if deadline <= now {
+                break (
+                    false,
+                    match what {
+                        "idle" => None,
+                        "head" => Some(format!(
+                            "closed: no whole request head within {:?}",
+                            self.limits.head_timeout
+                        )),
+                        _ => Some("closed: the answer took too long".to_string()),
+                    },
+                );
+            }
+            tokio::select! {
+                result = connection.as_mut() => break (true, result.err().and_then(|err| describe(&err))),
+                () = watch.evict.notified() => break (false, None),
+                () = tokio::time::sleep_until(deadline.min(now + tick)) => {}
+            }
+        };
+        lock(&self.open).remove(&id);
+        if let Some(message) = message {
+            report!("receiver: {peer}: {message}");
         }
-        let mut reader = BufReader::new(&stream);
-        loop {
-            let lines = match read_head(&mut reader) {
-                Ok(Some(lines)) => lines,
-                // The client closed the connection between requests.
-                Ok(None) => return,
-                Err(HeadError::TooLarge) => {
-                    report!("receiver: {peer}: request head longer than {MAX_HEAD} bytes");
-                    let response = Response::new(
-                        431,
-                        "Request Header Fields Too Large",
-                        "request head too large\n",
-                    );
-                    return self.close_with(&stream, &mut reader, &peer, &response);
-                }
-                Err(HeadError::Truncated(bytes)) => {
-                    report!(
-                        "receiver: {peer}: connection closed after {bytes} bytes of a request head"
-                    );
-                    return;
-                }
-                // Idle too long, or the client reset the connection between requests.
-                Err(HeadError::Io(err, 0)) if is_quiet_end(&err) => return,
-                Err(HeadError::Io(err, bytes)) => {
-                    report!(
-                        "receiver: {peer}: reading a request head failed after {bytes} bytes: {err}"
-                    );
-                    return;
-                }
-            };
-            let request = match parse_head(&lines) {
-                Ok(request) => request,
-                Err((status, reason, message)) => {
-                    report!("receiver: {peer}: {message}");
-                    let response = Response::new(status, reason, format!("{message}\n"));
-                    return self.close_with(&stream, &mut reader, &peer, &response);
-                }
-            };
-            match self.handle(&request, &mut reader, &peer) {
-                Ok(response) => {
-                    let keep_alive = request.keep_alive();
-                    let head_only = request.method == "HEAD";
-                    if let Err(err) = write_response(&stream, &response, keep_alive, head_only) {
-                        report!("receiver: {peer}: writing the response failed: {err}");
-                        return;
-                    }
-                    if !keep_alive {
-                        return self.close_gracefully(&stream, &mut reader);
-                    }
-                }
-                Err(Some(response)) => {
-                    return self.close_with(&stream, &mut reader, &peer, &response);
-                }
-                Err(None) => return,
+        if by_hyper {
+            // hyper is done with the socket: it is ours alone again.
+            drop(connection);
+            if let Ok(stream) = Arc::try_unwrap(stream) {
+                let stream = stream
+                    .into_inner()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                self.close(&stream).await;
             }
         }
     }
 
-    /// Answers one request whose head was read. `Err(Some(_))`: answer with this
-    /// and close; `Err(None)`: just close (the problem was already reported).
-    fn handle(
+    /// Closes a connection we end, without losing our last answer: a close while unread
+    /// request bytes are pending would send a reset, and the client could lose the answer.
+    /// So: send FIN, then read and drop what the client still sends, for a short while.
+    ///
+    /// Not with `--linger-zero`: closing first that way would leave our side in
+    /// `TIME_WAIT`, which is what the option is there to avoid. Dropping the socket
+    /// sends a reset at once; the answer already sent stays readable by the
+    /// client on Linux, but may be lost elsewhere.
+    async fn close(&self, stream: &TcpStream) {
+        if self.linger_zero
+            || SockRef::from(stream)
+                .shutdown(std::net::Shutdown::Write)
+                .is_err()
+        {
+            return;
+        }
+        let drain = async {
+            let mut buf = [0u8; 4096];
+            let mut left = 1024 * 1024;
+            while left > 0 {
+                if stream.readable().await.is_err() {
+                    return;
+                }
+                match stream.try_read(&mut buf) {
+                    Ok(0) => return,
+                    Ok(n) => left -= n.min(left),
+                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(_) => return,
+                }
+            }
+        };
+        let _ = tokio::time::timeout(LINGER_TIMEOUT, drain).await;
+    }
+
+    /// Answers one request whose head hyper read.
+    async fn answer(
         &self,
-        request: &Request,
-        reader: &mut BufReader<&TcpStream>,
-        peer: &str,
-    ) -> Result<Response, Option<Response>> {
-        let what = format!("{} {}", request.method, request.path());
-        if request.header("transfer-encoding").next().is_some() {
-            report!("receiver: {peer}: {what}: Transfer-Encoding (chunked body) is not supported");
-            return Err(Some(Response::new(
-                411,
-                "Length Required",
-                "chunked bodies are not supported: send Content-Length\n",
-            )));
-        }
-        let length = match content_length(request) {
-            Ok(Some(length)) => length,
-            Ok(None) if request.method == "POST" => {
-                report!("receiver: {peer}: {what}: no Content-Length");
-                return Err(Some(Response::new(
-                    411,
-                    "Length Required",
-                    "Content-Length required\n",
-                )));
+        request: Request<Incoming>,
+        peer: SocketAddr,
+        watch: &Watch,
+    ) -> Response<Full<Bytes>> {
+        let started = watch.request_started();
+        let (parts, body) = request.into_parts();
+        let what = format!("{} {}", parts.method, shown(parts.uri.path()));
+        let answer = match self.read_body(&parts, body, started).await {
+            Ok(body) => {
+                let status = self.dispatch(&parts, &body);
+                let text = match status {
+                    StatusCode::OK => format!("Test from {}!\n", parts.method),
+                    _ => {
+                        report!("receiver: {peer}: {what}: unsupported method, answered 501");
+                        format!("Unsupported method ({:?})\n", parts.method.as_str())
+                    }
+                };
+                reply(status, text, keep_alive(&parts))
             }
-            Ok(None) => 0,
-            Err(message) => {
+            Err((status, message)) => {
                 report!("receiver: {peer}: {what}: {message}");
-                return Err(Some(Response::new(
-                    400,
-                    "Bad Request",
-                    format!("{message}\n"),
-                )));
+                reply(status, format!("{message}\n"), false)
             }
         };
-        if length > MAX_BODY {
-            report!(
-                "receiver: {peer}: {what}: body of {length} bytes is over the limit of {MAX_BODY}"
-            );
-            return Err(Some(Response::new(
-                413,
-                "Content Too Large",
-                "body too large\n",
-            )));
-        }
+        watch.set(Phase::Idle(Instant::now()));
+        answer
+    }
 
-        // curl sends `Expect: 100-continue` for larger bodies and waits for this.
-        let expects_continue = request
-            .header("expect")
-            .any(|value| value.trim().eq_ignore_ascii_case("100-continue"));
-        if expects_continue && request.version == Version::Http11 && length > 0 {
-            let mut stream = *reader.get_ref();
-            if let Err(err) = stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n") {
-                report!("receiver: {peer}: {what}: writing 100 Continue failed: {err}");
-                return Err(None);
-            }
-        }
-
-        let body = match read_body(reader, length) {
-            Ok(body) => body,
-            Err(message) => {
-                report!("receiver: {peer}: {what}: {message}");
-                return Err(None);
-            }
+    /// The whole body, within the body cap and the request's deadline; or the status to
+    /// answer with and why (the connection then closes).
+    async fn read_body(
+        &self,
+        parts: &Parts,
+        mut body: Incoming,
+        started: Instant,
+    ) -> Result<Vec<u8>, (StatusCode, String)> {
+        let max = self.limits.max_body;
+        let length = match parts.headers.get(CONTENT_LENGTH) {
+            // hyper has checked it is a number, and the same in every Content-Length.
+            Some(value) => value
+                .to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok()),
+            None => None,
         };
+        let chunked = parts.headers.contains_key(TRANSFER_ENCODING);
+        if parts.method == Method::POST && length.is_none() && !chunked {
+            return Err((StatusCode::LENGTH_REQUIRED, "no Content-Length".into()));
+        }
+        if let Some(length) = length.filter(|&length| length > max) {
+            let message = format!("body of {length} bytes is over the limit of {max}");
+            return Err((StatusCode::PAYLOAD_TOO_LARGE, message));
+        }
+        let deadline = started + self.limits.request_timeout;
+        // The length is at most the cap here: room for it at once, so that the body is never
+        // copied while it grows (pages the client never fills are not resident).
+        let mut bytes = Vec::with_capacity(length.unwrap_or(0) as usize);
+        let read = async {
+            while let Some(frame) = body.frame().await {
+                let frame = frame.map_err(|err| {
+                    let of = length.map_or(String::new(), |length| format!(" of {length}"));
+                    let message = format!("body ended after {}{of} bytes: {err}", bytes.len());
+                    (StatusCode::BAD_REQUEST, message)
+                })?;
+                if let Ok(data) = frame.into_data() {
+                    if bytes.len() as u64 + data.len() as u64 > max {
+                        let message = format!("body over the limit of {max} bytes");
+                        return Err((StatusCode::PAYLOAD_TOO_LARGE, message));
+                    }
+                    bytes.extend_from_slice(&data);
+                }
+            }
+            Ok(())
+        };
+        match tokio::time::timeout_at(deadline, read).await {
+            Ok(Ok(())) => Ok(bytes),
+            Ok(Err(failed)) => Err(failed),
+            Err(_) => Err((
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "no whole request within {:?} ({} bytes of body came)",
+                    self.limits.request_timeout,
+                    bytes.len()
+                ),
+            )),
+        }
+    }
 
-        match request.method.as_str() {
-            "POST" => {
-                self.record(request, &body);
-                Ok(Response::new(200, "OK", "Test from POST!\n"))
-            }
-            "GET" => {
-                let query = request
-                    .target
-                    .split_once('?')
-                    .map_or("", |(_, query)| query);
-                self.record(request, query.as_bytes());
-                Ok(Response::new(200, "OK", "Test from GET!\n"))
-            }
-            method => {
-                report!("receiver: {peer}: {what}: unsupported method, answered 501");
-                Ok(Response::new(
-                    501,
-                    "Not Implemented",
-                    format!("Unsupported method ({method:?})\n"),
-                ))
-            }
+    /// One handler per verb, as `BaseHTTPRequestHandler` has: 501 for the others.
+    fn dispatch(&self, parts: &Parts, body: &[u8]) -> StatusCode {
+        match parts.method {
+            Method::POST => do_post(self, parts, body),
+            Method::GET => do_get(self, parts),
+            _ => StatusCode::NOT_IMPLEMENTED,
         }
     }
 
     /// Prints (or counts) one record from its form-encoded fields.
-    fn record(&self, request: &Request, form: &[u8]) {
+    fn record(&self, parts: &Parts, form: &[u8]) {
+        if self.mode == Mode::Quiet {
+            self.records.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         // Lossy: bad percent-encoding is kept as is, bad UTF-8 becomes U+FFFD.
         let fields: Vec<(String, String)> = form_urlencoded::parse(form).into_owned().collect();
         match self.mode {
-            Mode::Quiet => {
-                self.records.fetch_add(1, Ordering::Relaxed);
-            }
-            Mode::Raw => emit(&format_raw(request, &fields)),
+            Mode::Quiet => {}
+            Mode::Raw => emit(&format_raw(parts, &fields)),
             Mode::Pretty => {
-                let text = format_pretty(&fields)
-                    .unwrap_or_else(|| format_fields(&request.method, request.path(), &fields));
+                let text = format_pretty(&fields).unwrap_or_else(|| {
+                    format_fields(parts.method.as_str(), parts.uri.path(), &fields)
+                });
                 emit(&text);
             }
         }
     }
+}
 
-    /// Sends an error response and closes the connection.
-    fn close_with(
-        &self,
-        stream: &TcpStream,
-        reader: &mut BufReader<&TcpStream>,
-        peer: &str,
-        response: &Response,
-    ) {
-        if let Err(err) = write_response(stream, response, false, false) {
-            report!("receiver: {peer}: writing the response failed: {err}");
-            return;
-        }
-        self.close_gracefully(stream, reader);
-    }
+/// POST: the record is the form body.
+fn do_post(shared: &Shared, parts: &Parts, body: &[u8]) -> StatusCode {
+    shared.record(parts, body);
+    StatusCode::OK
+}
 
-    /// Closes a connection we decided to end, without losing our last response: a
-    /// close while unread request bytes are pending would send a reset, and the
-    /// client could lose the response. So: send FIN, then read and drop what the
-    /// client still sends, for a short while, before the socket is dropped.
-    ///
-    /// Not with `--linger-zero`: closing first that way would leave our side in
-    /// `TIME_WAIT`, which is what the option is there to avoid. Dropping the socket
-    /// sends a reset at once; the response already sent stays readable by the
-    /// client on Linux, but may be lost elsewhere.
-    fn close_gracefully(&self, stream: &TcpStream, reader: &mut BufReader<&TcpStream>) {
-        if self.linger_zero {
-            return;
-        }
-        if stream.shutdown(Shutdown::Write).is_err() {
-            return;
-        }
-        if stream.set_read_timeout(Some(LINGER_TIMEOUT)).is_err() {
-            return;
-        }
-        let _ = io::copy(&mut reader.by_ref().take(1024 * 1024), &mut io::sink());
+/// GET: the record is the query string.
+fn do_get(shared: &Shared, parts: &Parts) -> StatusCode {
+    shared.record(parts, parts.uri.query().unwrap_or("").as_bytes());
+    StatusCode::OK
+}
+
+/// Whether the client asked to keep the connection: HTTP/1.1 unless told `close`, HTTP/1.0
+/// only when told `keep-alive`.
+fn keep_alive(parts: &Parts) -> bool {
+    let has = |token: &str| {
+        parts.headers.get_all(CONNECTION).iter().any(|value| {
+            value
+                .to_str()
+                .unwrap_or("")
+                .split(',')
+                .any(|item| item.trim().eq_ignore_ascii_case(token))
+        })
+    };
+    match parts.version {
+        Version::HTTP_10 => has("keep-alive") && !has("close"),
+        _ => !has("close"),
     }
 }
 
-/// Reads the request line and headers, up to the blank line. `Ok(None)` when
-/// the client closed the connection cleanly before a new request.
-fn read_head(reader: &mut BufReader<&TcpStream>) -> Result<Option<Vec<Vec<u8>>>, HeadError> {
-    let mut total = 0;
-    let mut lines: Vec<Vec<u8>> = Vec::new();
-    loop {
-        if total >= MAX_HEAD {
-            return Err(HeadError::TooLarge);
+/// A plain-text answer that says whether the connection stays (hyper closes it after a
+/// `Connection: close`).
+fn reply(status: StatusCode, text: String, keep_alive: bool) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(text)));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    let connection = if keep_alive { "keep-alive" } else { "close" };
+    headers.insert(CONNECTION, HeaderValue::from_static(connection));
+    response
+}
+
+/// What went wrong on a connection, in a line; `None` for what needs no line (a client that
+/// closed between requests).
+fn describe(err: &hyper::Error) -> Option<String> {
+    if err.is_incomplete_message() {
+        Some("connection closed in the middle of a request head".into())
+    } else if err.is_parse_too_large() {
+        Some(format!(
+            "request head longer than {MAX_HEAD} bytes, answered 431"
+        ))
+    } else if err.is_parse() {
+        Some(format!("bad request ({err}), answered 400"))
+    } else if err.is_canceled() || err.is_closed() || is_gone(err) {
+        None
+    } else {
+        let mut message = err.to_string();
+        let mut source = std::error::Error::source(err);
+        while let Some(cause) = source {
+            let _ = write!(message, ": {cause}");
+            source = cause.source();
         }
-        let mut line = Vec::new();
-        let limit = (MAX_HEAD - total) as u64;
-        let read = reader.by_ref().take(limit).read_until(b'\n', &mut line);
-        total += line.len();
-        match read {
-            Ok(_) => {}
-            Err(err) => return Err(HeadError::Io(err, total)),
-        }
-        if !line.ends_with(b"\n") {
-            // End of input (or of the size limit) before the end of a line.
-            if lines.is_empty() && line.is_empty() {
-                return Ok(None);
-            }
-            if total >= MAX_HEAD {
-                return Err(HeadError::TooLarge);
-            }
-            return Err(HeadError::Truncated(total));
-        }
-        line.pop();
-        if line.ends_with(b"\r") {
-            line.pop();
-        }
-        if line.is_empty() {
-            if lines.is_empty() {
-                // Blank lines before a request line are allowed (RFC 9112 2.2).
-                continue;
-            }
-            return Ok(Some(lines));
-        }
-        lines.push(line);
+        Some(message)
     }
 }
 
-/// Parses the request line and headers. The error is the status to answer
-/// with, its reason, and a message.
-fn parse_head(lines: &[Vec<u8>]) -> Result<Request, (u16, &'static str, String)> {
-    let bad = |message: String| (400, "Bad Request", message);
-    let (first, rest) = lines
-        .split_first()
-        .ok_or_else(|| bad("empty request".into()))?;
-    let request_line = String::from_utf8_lossy(first).into_owned();
-    let parts: Vec<&str> = request_line.split(' ').collect();
-    let [method, target, version] = parts[..] else {
-        return Err(bad(format!("bad request line {}", shown(&request_line))));
-    };
-    if !is_token(method) || target.is_empty() || target.chars().any(char::is_control) {
-        return Err(bad(format!("bad request line {}", shown(&request_line))));
-    }
-    let version = match version {
-        "HTTP/1.1" => Version::Http11,
-        "HTTP/1.0" => Version::Http10,
-        other if other.starts_with("HTTP/") && other.len() <= 10 => {
-            let message = format!("unsupported version {}", shown(other));
-            return Err((505, "HTTP Version Not Supported", message));
-        }
-        _ => return Err(bad(format!("bad request line {}", shown(&request_line)))),
-    };
-
-    let mut header_lines = Vec::with_capacity(rest.len());
-    let mut headers = Vec::with_capacity(rest.len());
-    for raw in rest {
-        let line = String::from_utf8_lossy(raw).into_owned();
-        if line.starts_with([' ', '\t']) {
-            return Err(bad("folded header lines are not supported".into()));
-        }
-        let Some((name, value)) = line.split_once(':') else {
-            return Err(bad(format!("bad header line {}", shown(&line))));
-        };
-        if !is_token(name) {
-            return Err(bad(format!("bad header name {}", shown(name))));
-        }
-        headers.push((
-            name.to_string(),
-            value.trim_matches([' ', '\t']).to_string(),
-        ));
-        header_lines.push(line);
-    }
-    Ok(Request {
-        method: method.to_string(),
-        target: target.to_string(),
-        version,
-        request_line,
-        header_lines,
-        headers,
+/// Whether the client reset the connection or went away: no line for that (a problem in
+/// the middle of a body is reported where the body is read).
+fn is_gone(err: &hyper::Error) -> bool {
+    let io = std::error::Error::source(err).and_then(|cause| cause.downcast_ref::<io::Error>());
+    io.is_some_and(|io| {
+        matches!(
+            io.kind(),
+            io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
+        )
     })
 }
 
-/// A method or header name: one or more RFC 9110 `tchar`s.
-fn is_token(text: &str) -> bool {
-    !text.is_empty()
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+/// The socket as hyper reads and writes it, telling the connection's [`Watch`] when a
+/// request's first bytes come. The stream is shared so that the connection can close it
+/// gracefully after hyper is done with it.
+struct Tap {
+    stream: Arc<Mutex<TcpStream>>,
+    watch: Arc<Watch>,
 }
 
-/// The body length announced by `Content-Length`, if any.
-fn content_length(request: &Request) -> Result<Option<u64>, String> {
-    let mut length = None;
-    for value in request.header("content-length") {
-        if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(format!("bad Content-Length {}", shown(value)));
+impl Tap {
+    fn stream(&self) -> MutexGuard<'_, TcpStream> {
+        lock(&self.stream)
+    }
+}
+
+impl AsyncRead for Tap {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let read = Pin::new(&mut *self.stream()).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.watch.bytes_came();
         }
-        // All digits: a failure can only be an overflow, which is "too large".
-        let parsed = value.parse::<u64>().unwrap_or(u64::MAX);
-        if length.is_some_and(|seen| seen != parsed) {
-            return Err("conflicting Content-Length headers".into());
-        }
-        length = Some(parsed);
-    }
-    Ok(length)
-}
-
-/// Reads exactly `length` bytes of body.
-fn read_body(reader: &mut BufReader<&TcpStream>, length: u64) -> Result<Vec<u8>, String> {
-    // Grow as the bytes come rather than trusting the header with an allocation.
-    let mut body = Vec::with_capacity(length.min(64 * 1024) as usize);
-    match reader.by_ref().take(length).read_to_end(&mut body) {
-        Ok(_) if body.len() as u64 == length => Ok(body),
-        Ok(_) => Err(format!("body ended after {} of {length} bytes", body.len())),
-        Err(err) => Err(format!(
-            "reading the body failed after {} of {length} bytes: {err}",
-            body.len()
-        )),
+        read
     }
 }
 
-fn write_response(
-    mut stream: &TcpStream,
-    response: &Response,
-    keep_alive: bool,
-    head_only: bool,
-) -> io::Result<()> {
-    let connection = if keep_alive { "keep-alive" } else { "close" };
-    let mut bytes = format!(
-        "HTTP/1.1 {} {}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: {connection}\r\n\r\n",
-        response.status,
-        response.reason,
-        response.body.len(),
-    )
-    .into_bytes();
-    if !head_only {
-        bytes.extend_from_slice(response.body.as_bytes());
+impl AsyncWrite for Tap {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut *self.stream()).poll_write(cx, buf)
     }
-    stream.write_all(&bytes)?;
-    stream.flush()
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut *self.stream()).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    /// Nothing: the connection closes the socket itself, once hyper is done ([`Shared::close`]).
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
 }
 
-/// Read errors that end an idle connection without being worth a message.
-fn is_quiet_end(err: &io::Error) -> bool {
-    matches!(
-        err.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::ConnectionReset
-    )
+/// Whether a character must not reach a terminal raw: control characters (C0, DEL, C1), the
+/// bidi overrides and isolates that reorder what follows them, and the line and paragraph
+/// separators.
+fn is_unsafe(c: char) -> bool {
+    c.is_control()
+        || ('\u{202a}'..='\u{202e}').contains(&c)
+        || ('\u{2066}'..='\u{2069}').contains(&c)
+        || c == '\u{2028}'
+        || c == '\u{2029}'
 }
 
-/// A value as printed: as is, or with `{:?}` when it holds control characters
-/// (newlines, escapes) so that it cannot break lines or drive the terminal.
+/// A value as printed: as is, or quoted with its unsafe characters (see [`is_unsafe`]),
+/// backslashes and quotes escaped, so that it cannot break lines, drive the terminal or
+/// reorder the text around it.
 fn shown(value: &str) -> Cow<'_, str> {
-    if value.chars().any(char::is_control) {
-        Cow::Owned(format!("{value:?}"))
-    } else {
-        Cow::Borrowed(value)
+    if !value.chars().any(is_unsafe) {
+        return Cow::Borrowed(value);
     }
+    let mut text = String::with_capacity(value.len() + 8);
+    text.push('"');
+    for c in value.chars() {
+        match c {
+            '\n' => text.push_str("\\n"),
+            '\r' => text.push_str("\\r"),
+            '\t' => text.push_str("\\t"),
+            '\\' => text.push_str("\\\\"),
+            '"' => text.push_str("\\\""),
+            c if is_unsafe(c) => {
+                let _ = write!(text, "\\u{{{:x}}}", u32::from(c));
+            }
+            c => text.push(c),
+        }
+    }
+    text.push('"');
+    Cow::Owned(text)
 }
 
 /// The first value of a field.
@@ -795,12 +966,15 @@ fn format_fields(method: &str, path: &str, fields: &[(String, String)]) -> Strin
     text
 }
 
-/// `--raw`: request line, headers as received, decoded fields, blank line.
-fn format_raw(request: &Request, fields: &[(String, String)]) -> String {
+/// `--raw`: request line, headers as hyper read them, decoded fields, blank line.
+fn format_raw(parts: &Parts, fields: &[(String, String)]) -> String {
     let mut text = String::new();
-    let _ = writeln!(text, "{}", shown(&request.request_line));
-    for line in &request.header_lines {
-        let _ = writeln!(text, "{}", shown(line));
+    let target = parts.uri.to_string();
+    let request_line = format!("{} {} {:?}", parts.method, target, parts.version);
+    let _ = writeln!(text, "{}", shown(&request_line));
+    for (name, value) in &parts.headers {
+        let value = String::from_utf8_lossy(value.as_bytes());
+        let _ = writeln!(text, "{}", shown(&format!("{name}: {value}")));
     }
     for (key, value) in fields {
         let _ = writeln!(text, "  {} = {}", shown(key), shown(value));

@@ -453,15 +453,23 @@ fn bad_input_is_reported_and_the_receiver_keeps_serving() {
     client.send(b"\x16\x03\x01\x02\x00\x01\x00\xff\xfe garbage\r\n\r\n");
     assert_eq!(client.response().status, 400);
     client.assert_closed_by_peer();
-    receiver.stderr_containing("bad request line");
+    receiver.stderr_containing("bad request (");
     receiver.assert_alive("a garbage request line");
 
-    // Garbage without any line end, then the client closes.
+    // Garbage without any line end, then the client closes: 400 all the same.
     let mut client = receiver.connect();
     client.send(b"\x16\x03\x01\x02\x00\x01\x00\xff\xfe");
     client.stream.shutdown(Shutdown::Write).expect("shut down");
+    assert_eq!(client.response().status, 400);
     client.assert_closed_by_peer();
-    receiver.stderr_containing("connection closed after 9 bytes of a request head");
+    receiver.assert_alive("garbage without a line end");
+
+    // Half a request head, then the client closes.
+    let mut client = receiver.connect();
+    client.send(b"POST /log HTTP/1.1\r\nHost: 127.0");
+    client.stream.shutdown(Shutdown::Write).expect("shut down");
+    client.assert_closed_by_peer();
+    receiver.stderr_containing("connection closed in the middle of a request head");
     receiver.assert_alive("a cut request head");
 
     // A POST without Content-Length: 411 and close.
@@ -474,18 +482,26 @@ fn bad_input_is_reported_and_the_receiver_keeps_serving() {
     receiver.stderr_containing("no Content-Length");
     receiver.assert_alive("a POST without Content-Length");
 
-    // A chunked body: 411 too.
+    // A chunked body is decoded (by hyper) and printed.
     let mut client = receiver.connect();
     client
         .send(b"POST /log HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n7\r\nabc=def\r\n0\r\n\r\n");
-    assert_eq!(client.response().status, 411);
-    client.assert_closed_by_peer();
+    assert_eq!(client.response().status, 200);
+    assert_eq!(receiver.line(), "POST /log: abc=def");
     receiver.assert_alive("a chunked body");
 
-    // A body over the limit: 413 without reading it.
+    // A body over the limit (16 MiB by default): 413 without reading it.
+    let mut client = receiver.connect();
+    client.send(b"POST /log HTTP/1.1\r\nContent-Length: 16777217\r\n\r\n");
+    assert_eq!(client.response().status, 413);
+    client.assert_closed_by_peer();
+    receiver.stderr_containing("body of 16777217 bytes is over the limit of 16777216");
+    receiver.assert_alive("a Content-Length over the limit");
+
+    // A Content-Length no number can hold: 400.
     let mut client = receiver.connect();
     client.send(b"POST /log HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n");
-    assert_eq!(client.response().status, 413);
+    assert_eq!(client.response().status, 400);
     client.assert_closed_by_peer();
     receiver.assert_alive("a huge Content-Length");
 
@@ -515,9 +531,9 @@ fn raw_mode_prints_request_line_headers_and_fields() {
     assert_eq!(response.status, 200, "{response:?}");
     let expected = [
         "POST /log HTTP/1.1".to_string(),
-        "Host: 127.0.0.1".to_string(),
-        "Content-Type: application/x-www-form-urlencoded".to_string(),
-        format!("Content-Length: {}", body.len()),
+        "host: 127.0.0.1".to_string(),
+        "content-type: application/x-www-form-urlencoded".to_string(),
+        format!("content-length: {}", body.len()),
         "  name = demo".to_string(),
         r#"  msg = "hello raw\nline 2""#.to_string(),
         "  levelname = INFO".to_string(),
@@ -531,7 +547,7 @@ fn raw_mode_prints_request_line_headers_and_fields() {
     assert_eq!(response.status, 200, "{response:?}");
     for line in [
         "GET /x?a=1&b=two+words HTTP/1.1",
-        "Host: 127.0.0.1",
+        "host: 127.0.0.1",
         "  a = 1",
         "  b = two words",
         "",
@@ -694,4 +710,255 @@ fn python_httphandler_of_every_pyenv_python_interoperates() {
         "examples/receiver.rs read the records of Python's HTTPHandler",
         check_python_sender,
     );
+}
+
+// ---------------------------------------------------------------------------
+// Hostile clients: the limits hold and the receiver lives
+
+/// `tests/attack/idle_flood.py`: opens connections and never speaks on them.
+const IDLE_FLOOD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/attack/idle_flood.py");
+
+/// A field of `/proc/PID/status` in KiB (`VmRSS`, ...).
+#[cfg(target_os = "linux")]
+fn proc_status_kib(pid: u32, key: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(key)?.strip_prefix(':'))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {key} in /proc/{pid}/status"))
+}
+
+/// How many file descriptors a process has open.
+#[cfg(target_os = "linux")]
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("list /proc/PID/fd")
+        .count()
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn twenty_thousand_idle_connections_leave_the_receiver_serving() {
+    use std::process::ChildStdin;
+    let receiver = Receiver::start(&[]);
+    // Two processes of 10,000 each: one process may hold fewer than 20,000 descriptors here.
+    let mut floods: Vec<(child::Guard, child::Lines, ChildStdin)> = Vec::new();
+    for n in 0..2 {
+        let mut child = Command::new(python())
+            .args([IDLE_FLOOD, &receiver.port.to_string(), "10000"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|err| panic!("cannot start {IDLE_FLOOD} ({err}): {}", python::NEEDS));
+        let stdout = child.stdout.take().expect("piped stdout");
+        let stdin = child.stdin.take().expect("piped stdin");
+        let lines = child::Lines::of(stdout, format!("the stdout of idle flood {n}"));
+        floods.push((child::Guard(child), lines, stdin));
+    }
+    let mut connected = 0;
+    for (_, lines, _) in &floods {
+        // The flood waits at most 60 s for its connects: wait a little longer for its line.
+        let line = lines
+            .recv_until(std::time::Instant::now() + std::time::Duration::from_secs(90))
+            .expect("the flood's count line");
+        let count: Vec<u64> = line
+            .split(' ')
+            .filter_map(|word| word.parse().ok())
+            .collect();
+        assert_eq!(count.len(), 3, "{line}");
+        connected += count[0];
+    }
+    // Every connect was taken (the receiver kept accepting), though at most 1,024 stay open.
+    assert_eq!(connected, 20_000, "connections that completed");
+    // The connections it closed to make room close a moment after the new ones come.
+    let bound = std::time::Instant::now() + WAIT;
+    let mut fds = open_fds(receiver.pid());
+    while fds > 1024 + 32 && std::time::Instant::now() < bound {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        fds = open_fds(receiver.pid());
+    }
+    assert!(fds <= 1024 + 32, "the receiver holds {fds} descriptors");
+    receiver.stderr_containing("at the limit of 1024 connections: closed");
+
+    // With every idle socket still held by the floods, a real request is served.
+    receiver.assert_alive("20,000 idle connections");
+    drop(floods);
+    receiver.assert_alive("the end of the floods");
+}
+
+#[test]
+fn slowloris_connections_are_closed_at_the_head_deadline() {
+    use std::io::{ErrorKind, Read, Write};
+    let receiver = Receiver::start(&["--head-timeout", "1"]);
+    let mut open: Vec<std::net::TcpStream> = (0..50)
+        .map(|_| {
+            let stream = std::net::TcpStream::connect(receiver.host()).expect("connect");
+            stream.set_nonblocking(true).expect("non-blocking");
+            stream
+        })
+        .collect();
+    for stream in &mut open {
+        stream
+            .write_all(b"POST /log HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            .expect("start a head");
+    }
+    // One more header byte every 100 ms on each: the head never ends. Every connection must
+    // be closed by the receiver (EOF or a reset) before the test's own bound.
+    let bound = std::time::Instant::now() + WAIT;
+    let mut closed = 0;
+    while !open.is_empty() && std::time::Instant::now() < bound {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        open.retain_mut(|stream| {
+            let mut buf = [0u8; 1024];
+            let ended = match stream.read(&mut buf) {
+                Ok(0) => true,
+                Ok(_) => false, // an answer (there should be none): keep trickling
+                Err(err) if err.kind() == ErrorKind::WouldBlock => false,
+                Err(_) => true,
+            } || stream.write_all(b"X").is_err();
+            closed += usize::from(ended);
+            !ended
+        });
+    }
+    assert_eq!(
+        closed,
+        50,
+        "{} slowloris connections still open",
+        open.len()
+    );
+    receiver.stderr_containing("no whole request head within 1s");
+    receiver.assert_alive("50 slowloris connections");
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn stalled_uploads_hold_no_more_memory_than_the_body_cap_times_the_connection_limit() {
+    use std::io::Write;
+    const CAP: u64 = 4 * 1024 * 1024;
+    const CONNECTIONS: u64 = 16;
+    let receiver = Receiver::start(&[
+        "--max-body",
+        &CAP.to_string(),
+        "--max-connections",
+        &CONNECTIONS.to_string(),
+        "--request-timeout",
+        "60",
+    ]);
+    receiver.assert_alive("the start");
+    let before = proc_status_kib(receiver.pid(), "VmRSS");
+    // 10 uploads, each stopping one byte short of its Content-Length.
+    let chunk = vec![b'a'; 64 * 1024];
+    let mut uploads = Vec::new();
+    for _ in 0..10 {
+        let mut client = receiver.connect();
+        let head =
+            format!("POST /log HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {CAP}\r\n\r\nmsg=");
+        client.send(head.as_bytes());
+        let mut left = CAP as usize - 4 - 1;
+        while left > 0 {
+            let n = left.min(chunk.len());
+            client.stream.write_all(&chunk[..n]).expect("upload");
+            left -= n;
+        }
+        uploads.push(client);
+    }
+    // The receiver has read them all once a request after them is served on its own
+    // connection (it reads every connection as its bytes come).
+    receiver.assert_alive("10 stalled uploads");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let during = proc_status_kib(receiver.pid(), "VmRSS");
+    let grown = during.saturating_sub(before) * 1024;
+    assert!(
+        grown < CAP * CONNECTIONS,
+        "resident memory grew by {grown} bytes, over {CAP} x {CONNECTIONS}"
+    );
+    // Uploads that never end get their 408 at the request deadline; these are just
+    // dropped, and the receiver goes on.
+    drop(uploads);
+    receiver.assert_alive("the stalled uploads' end");
+}
+
+#[test]
+fn an_upload_that_stalls_gets_408_at_the_request_deadline() {
+    let receiver = Receiver::start(&["--request-timeout", "1"]);
+    let mut client = receiver.connect();
+    client.send(b"POST /log HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\nmsg=");
+    let response = client.response();
+    assert_eq!(response.status, 408, "{response:?}");
+    assert_eq!(response.header("connection"), Some("close"));
+    client.assert_closed_by_peer();
+    receiver.stderr_containing("no whole request within 1s (4 bytes of body came)");
+    receiver.assert_alive("a stalled upload");
+}
+
+#[test]
+fn an_idle_kept_alive_connection_is_closed_at_the_idle_timeout() {
+    let receiver = Receiver::start(&["--idle-timeout", "1"]);
+    let mut client = receiver.connect();
+    let body = record("demo", "INFO", "then idle");
+    assert_eq!(client.request("POST", "/log", body.as_bytes()).status, 200);
+    assert_eq!(
+        receiver.line(),
+        pretty(CREATED, "demo", "INFO", "then idle")
+    );
+    // Nothing more is sent: the receiver closes the connection (within the client's bound).
+    client.assert_closed_by_peer();
+    receiver.assert_alive("an idle connection");
+}
+
+#[test]
+fn a_body_over_the_cap_without_a_length_gets_413() {
+    let receiver = Receiver::start(&["--max-body", "200"]);
+    let mut client = receiver.connect();
+    let mut chunked =
+        b"POST /log HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    for _ in 0..3 {
+        chunked.extend_from_slice(b"64\r\n");
+        chunked.extend_from_slice(&[b'a'; 100]);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    client.send(&chunked);
+    let response = client.response();
+    assert_eq!(response.status, 413, "{response:?}");
+    receiver.stderr_containing("body over the limit of 200 bytes");
+    receiver.assert_alive("a chunked body over the cap");
+}
+
+#[test]
+fn help_names_every_option_with_its_default() {
+    let (status, _) = run_to_exit(&["--help"]);
+    assert!(status.success());
+    let mut command = Command::new(receiver_binary());
+    command.arg("--help");
+    let Finished { stdout, .. } = run_to_end(command, NEEDS);
+    let help = stdout.join("\n");
+    for (option, default) in [
+        ("--port N", "(default 8000)"),
+        ("--bind ADDR", "(default 127.0.0.1)"),
+        ("--raw", "lowercase"),
+        ("--quiet", "once a second"),
+        ("--linger-zero", "(default: SO_REUSEADDR)"),
+        ("--pid-file PATH", "(default: none)"),
+        ("--max-connections N", "(default 1024)"),
+        ("--head-timeout S", "(default 10)"),
+        ("--request-timeout S", "(default 30)"),
+        ("--idle-timeout S", "(default 60)"),
+        ("--max-body BYTES", "(default 16777216)"),
+        ("--help", "print this help"),
+    ] {
+        let at = help
+            .find(&format!("  {option}"))
+            .unwrap_or_else(|| panic!("--help does not describe {option}:\n{help}"));
+        let next = help[at + 2..]
+            .find("\n  --")
+            .map_or(help.len(), |n| at + 2 + n);
+        assert!(
+            help[at..next].contains(default),
+            "{option} does not say {default:?}:\n{}",
+            &help[at..next]
+        );
+    }
 }
