@@ -16,8 +16,10 @@ record's key-values) can be used in a format string: --format '%(hostname)s %(me
 
 Python's HTTPHandler sends its msg unformatted (args arrive as a repr, which cannot be
 rebuilt) and its exc_info as a repr: that repr is shown where a traceback would be.
-A request that is not a record gets a 400 and one line on stderr. Standard library only,
-Python 3.8 or newer.
+A request that is not a record gets a 400 and one line on stderr; a client that goes away
+in the middle of a request, or stays silent in it past --timeout, one line too; one that
+closes, resets or idles out between two requests, none. Standard library only, Python 3.8
+or newer.
 
 What it prints cannot drive the terminal: in every field of the --format (the message, the
 name, exc_text, hostname, key-values...) and in its stderr lines, the C0 controls (\t, \r
@@ -33,8 +35,10 @@ import argparse
 import copy
 import logging
 import re
+import socket
 import sys
 import time
+import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs
 
@@ -127,7 +131,22 @@ class EscapingFormatter(logging.Formatter):
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = 'HTTP/1.1'  # keep-alive: a sender reuses its connection
-    timeout = 60  # seconds a silent connection is kept
+    timeout = 60  # seconds a silent connection is kept (--timeout)
+
+    def handle(self):
+        # http.server's loop, but a connection that ends between two requests (closed, reset,
+        # silent past the timeout) ends quietly: only once a request has begun is its loss
+        # worth a line (Server.handle_error, or http.server's "Request timed out").
+        while True:
+            try:
+                if not self.rfile.peek(1):
+                    return  # closed by the client
+            except (ConnectionError, socket.timeout):
+                return
+            self.close_connection = True  # until the request asks for keep-alive
+            self.handle_one_request()
+            if self.close_connection:
+                return
 
     def do_GET(self):
         self.receive(self.path.partition('?')[2])
@@ -140,7 +159,12 @@ class Handler(BaseHTTPRequestHandler):
         if not 0 <= length <= MAX_BODY:
             self.close_connection = True  # the body cannot be skipped: end the connection
             return self.reject(411, 'a POST needs a Content-Length of at most %d' % MAX_BODY)
-        self.receive(self.rfile.read(length).decode('utf-8', 'replace'))
+        body = self.rfile.read(length)
+        if len(body) < length:  # the client closed its end: no record from half a body
+            self.close_connection = True
+            return say('%s:%d: connection lost: the body ended after %d of %d bytes'
+                       % (self.client_address[:2] + (len(body), length)))
+        self.receive(body.decode('utf-8', 'replace'))
 
     def receive(self, data):
         try:
@@ -162,7 +186,8 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header('Content-Type', 'text/plain; charset=utf-8')
         self.send_header('Content-Length', str(len(body)))
         self.end_headers()
-        self.wfile.write(body)
+        if body:  # no empty write after the head: the client may have read it and gone
+            self.wfile.write(body)
 
     def log_request(self, code='-', size='-'):
         pass  # no access log; http.server's own errors (say a 501) still print a line
@@ -173,11 +198,38 @@ class Handler(BaseHTTPRequestHandler):
         say('%s:%d: %s' % (self.client_address[:2] + (format % args,)))
 
 
+class Server(ThreadingHTTPServer):
+    request_queue_size = 1024  # the listen backlog, as examples/receiver.rs
+
+    def handle_error(self, request, client_address):
+        # Called for what escaped the handler; socketserver would print a traceback.
+        error = sys.exc_info()[1]
+        if isinstance(error, (ConnectionError, socket.timeout)):
+            # The client went away in the middle of a request, or of its answer.
+            say('%s:%d: connection lost: %s' % (client_address[:2] + (error,)))
+        else:
+            say('%s:%d: error while serving:' % client_address[:2])
+            sys.stderr.write(shown(traceback.format_exc(), lines=True))
+            sys.stderr.flush()
+
+
+def seconds(text):
+    """A --timeout: a number of seconds above 0."""
+    value = float(text)
+    if not 0 < value < float('inf'):
+        raise ValueError(text)
+    return value
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.partition('\n')[0])
     parser.add_argument('--port', type=int, default=8000, help='0 picks a free port (default 8000)')
     parser.add_argument('--bind', default='127.0.0.1', help='IPv4 address (default 127.0.0.1)')
     parser.add_argument('--format', default=FORMAT, help='logging format (default %(default)r)')
+    parser.add_argument(
+        '--timeout', type=seconds, default=Handler.timeout, metavar='SECONDS',
+        help='seconds a connection may stay silent, between two requests or in the middle of '
+        'one, before it is closed (default: %(default)s)')
     args = parser.parse_args()
 
     handler = logging.StreamHandler(sys.stdout)
@@ -186,9 +238,10 @@ def main():
     except ValueError as e:
         sys.exit('receiver.py: bad --format: %s' % e)
     REMOTE.addHandler(handler)
+    Handler.timeout = args.timeout
 
     try:
-        server = ThreadingHTTPServer((args.bind, args.port), Handler)
+        server = Server((args.bind, args.port), Handler)
     except OSError as e:
         sys.exit('receiver.py: cannot listen on %s:%d: %s' % (args.bind, args.port, e))
     sys.stderr.write('listening on http://%s:%d\n' % server.server_address[:2])

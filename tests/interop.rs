@@ -1039,7 +1039,7 @@ fn example_receiver_rejects_what_is_not_a_record_and_keeps_serving() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// examples/receiver.py: what reaches the terminal
+// examples/receiver.py: what reaches the terminal, clients that go away
 // ---------------------------------------------------------------------------------------------
 
 /// Text that would drive a terminal printed raw: escape sequences (colour, erase the screen, a
@@ -1132,6 +1132,91 @@ fn example_receiver_shows_control_characters_bidi_controls_and_separators_escape
     check_example_escapes(&python());
 }
 
+/// Checks that `examples/receiver.py` (under `python`) writes no traceback when a client goes
+/// away: a reset in the middle of a request line or of a body, or a close in the middle of a
+/// body, gives one line on stderr, a request left silent past `--timeout` one too, a
+/// connection reset or left silent between two requests none; and it goes on serving.
+fn check_example_survives_clients_going_away(python: &OsStr) {
+    let receiver = start_example(python, &["--timeout", "1"]);
+    let ctx = receiver.name.clone();
+    // A reset: SO_LINGER 0, then the close (the Client's two handles of the socket dropped).
+    let reset = |conn: child::Client| {
+        socket2::SockRef::from(&conn.stream)
+            .set_linger(Some(Duration::ZERO))
+            .expect("set SO_LINGER 0");
+        drop(conn);
+    };
+    let head = "POST /log HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n";
+
+    // Between two requests: a reset, and a connection left silent until the receiver closes
+    // it. Neither is worth a line: the next one on stderr is the next step's.
+    let mut conn = receiver.connect();
+    assert_eq!(
+        conn.request("POST", "/log", raw_record("before a reset").as_bytes())
+            .status,
+        200
+    );
+    assert_eq!(receiver.line(), raw_line("before a reset"), "{ctx}");
+    reset(conn);
+    let mut conn = receiver.connect();
+    conn.assert_closed_by_peer(); // after --timeout, within WAIT
+
+    // A reset in the middle of the request line, then of the body.
+    let mut conn = receiver.connect();
+    conn.send(b"POST /lo");
+    reset(conn);
+    let line = receiver.stderr_line();
+    assert!(
+        line.starts_with("receiver.py: 127.0.0.1:") && line.contains(": connection lost: "),
+        "{ctx}: a reset in the request line: {line:?}"
+    );
+    let mut conn = receiver.connect();
+    conn.send(format!("{head}name=raw&msg=").as_bytes());
+    reset(conn);
+    let line = receiver.stderr_line();
+    assert!(
+        line.starts_with("receiver.py: 127.0.0.1:") && line.contains(": connection lost: "),
+        "{ctx}: a reset in the body: {line:?}"
+    );
+
+    // A close in the middle of the body: no record from half a body.
+    let mut conn = receiver.connect();
+    conn.send(format!("{head}name=raw&msg=half").as_bytes());
+    conn.stream
+        .shutdown(std::net::Shutdown::Write)
+        .expect("shut down");
+    conn.assert_closed_by_peer();
+    let line = receiver.stderr_line();
+    assert!(
+        line.starts_with("receiver.py: 127.0.0.1:")
+            && line.ends_with(": connection lost: the body ended after 17 of 100 bytes"),
+        "{ctx}: a close in the body: {line:?}"
+    );
+
+    // Silent in the middle of a request: closed after --timeout, with one line.
+    let mut conn = receiver.connect();
+    conn.send(head.as_bytes());
+    conn.assert_closed_by_peer();
+    let line = receiver.stderr_line();
+    assert!(
+        line.starts_with("receiver.py: 127.0.0.1:") && line.contains(": Request timed out: "),
+        "{ctx}: silent in the body: {line:?}"
+    );
+
+    check_example_serves(&receiver, "clients that went away");
+    let stderr = receiver.stderr.text();
+    assert!(
+        !stderr.contains("Traceback"),
+        "{ctx}: a traceback on stderr:\n{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 5, "{ctx}: one line each:\n{stderr}");
+}
+
+#[test]
+fn example_receiver_says_one_line_when_a_client_goes_away_and_keeps_serving() {
+    check_example_survives_clients_going_away(&python());
+}
+
 // ---------------------------------------------------------------------------------------------
 // Every Python that pyenv installed
 // ---------------------------------------------------------------------------------------------
@@ -1152,6 +1237,7 @@ fn every_pyenv_python_rebuilds_our_records_and_runs_the_example_receiver() {
             check_example_with_python_sender(&receiver, python);
             check_example_serves(&receiver, "Python's exception record");
             check_example_escapes(python);
+            check_example_survives_clients_going_away(python);
         },
     );
 }
