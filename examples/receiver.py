@@ -222,10 +222,21 @@ def seconds(text):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.partition('\n')[0])
-    parser.add_argument('--port', type=int, default=8000, help='0 picks a free port (default 8000)')
-    parser.add_argument('--bind', default='127.0.0.1', help='IPv4 address (default 127.0.0.1)')
-    parser.add_argument('--format', default=FORMAT, help='logging format (default %(default)r)')
+    parser = argparse.ArgumentParser(
+        description=__doc__.partition('\n')[0],
+        epilog='Control characters, bidi controls and line separators in what it prints are '
+        'shown escaped (\\x1b, \\u202e); see the docstring at the top of the script.',
+    )
+    parser.add_argument(
+        '--port', type=int, default=8000,
+        help='TCP port to listen on; 0 picks a free one (default: %(default)s)')
+    parser.add_argument(
+        '--bind', default='127.0.0.1', metavar='ADDRESS',
+        help='IPv4 address to listen on; 0.0.0.0 for every interface (default: %(default)s)')
+    parser.add_argument(
+        '--format', default=FORMAT,
+        help="the logging.Formatter format ('%%'-style) of the records printed on stdout; "
+        'every field is an attribute (default: %(default)s)')
     parser.add_argument(
         '--timeout', type=seconds, default=Handler.timeout, metavar='SECONDS',
         help='seconds a connection may stay silent, between two requests or in the middle of '

@@ -1039,7 +1039,7 @@ fn example_receiver_rejects_what_is_not_a_record_and_keeps_serving() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// examples/receiver.py: what reaches the terminal, clients that go away
+// examples/receiver.py: what reaches the terminal, clients that go away, --help
 // ---------------------------------------------------------------------------------------------
 
 /// Text that would drive a terminal printed raw: escape sequences (colour, erase the screen, a
@@ -1215,6 +1215,72 @@ fn check_example_survives_clients_going_away(python: &OsStr) {
 #[test]
 fn example_receiver_says_one_line_when_a_client_goes_away_and_keeps_serving() {
     check_example_survives_clients_going_away(&python());
+}
+
+/// The options of `examples/receiver.py` and what its `--help` must give as their default.
+const EXAMPLE_OPTIONS: [(&str, &str); 4] = [
+    ("--port PORT", "8000"),
+    ("--bind ADDRESS", "127.0.0.1"),
+    (
+        "--format FORMAT",
+        "%(asctime)s %(levelname)-8s %(name)s:%(lineno)d %(message)s",
+    ),
+    ("--timeout SECONDS", "60"),
+];
+
+#[test]
+fn example_receiver_help_describes_every_option_and_its_default() {
+    let mut command = Command::new(python());
+    command.arg(EXAMPLE_SCRIPT).arg("--help");
+    let help = child::run_to_end(command, NEEDS);
+    assert!(help.status.success(), "--help: {}", help.status);
+    // argparse wraps the help to the terminal's width: compare it with its spaces collapsed.
+    let text = help.stdout.join(" ");
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+
+    // The usage names every option: those checked below, and --help.
+    let usage = text
+        .split_once(" Receive ")
+        .map_or(text.as_str(), |(usage, _)| usage);
+    let mut named: Vec<&str> = usage
+        .split(['[', ']', ' '])
+        .filter(|word| word.starts_with('-'))
+        .collect();
+    named.sort_unstable();
+    let mut want: Vec<&str> = EXAMPLE_OPTIONS
+        .iter()
+        .map(|(option, _)| option.split(' ').next().unwrap_or(option))
+        .chain(["-h"])
+        .collect();
+    want.sort_unstable();
+    assert_eq!(named, want, "the options in the usage line: {text}");
+
+    // Each option's own entry (up to the next one) says what it does and its default.
+    let entries = text
+        .split_once("-h, --help show this help message and exit ")
+        .unwrap_or_else(|| panic!("no -h, --help entry: {text}"))
+        .1;
+    for (i, (option, default)) in EXAMPLE_OPTIONS.iter().enumerate() {
+        let start = entries
+            .find(&format!("{option} "))
+            .unwrap_or_else(|| panic!("no {option} entry in the help: {text}"));
+        let entry = &entries[start + option.len()..];
+        let entry = match EXAMPLE_OPTIONS.get(i + 1) {
+            Some((next, _)) => entry.split_once(next).map_or(entry, |(entry, _)| entry),
+            None => entry,
+        };
+        let (what, default_text) = entry
+            .split_once("(default: ")
+            .unwrap_or_else(|| panic!("{option}: no default in its help {entry:?}"));
+        assert!(
+            default_text.starts_with(&format!("{default})")),
+            "{option}: its help does not give {default:?} as its default: {entry:?}"
+        );
+        assert!(
+            what.trim().len() > 20,
+            "{option}: its help says little but the default: {entry:?}"
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
