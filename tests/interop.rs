@@ -1139,7 +1139,7 @@ fn example_receiver_shows_control_characters_bidi_controls_and_separators_escape
 fn check_example_survives_clients_going_away(python: &OsStr) {
     let receiver = start_example(python, &["--timeout", "1"]);
     let ctx = receiver.name.clone();
-    // A reset: SO_LINGER 0, then the close (the Client's two handles of the socket dropped).
+    // A reset: SO_LINGER 0, then the close (the Client dropped).
     let reset = |conn: child::Client| {
         socket2::SockRef::from(&conn.stream)
             .set_linger(Some(Duration::ZERO))
