@@ -1,8 +1,8 @@
 //! The cost of one `log::info!` call through a built `HttpLogger` while a receiver is up.
 //!
-//! The receiver is a sink in this process: a thread per connection, HTTP/1.1 keep-alive,
-//! answering every request `200` with `Content-Length: 0` and counting it. The worker
-//! delivers to it for real while the calls are timed.
+//! The receiver is a sink in this process: hyper's HTTP/1.1 server on a tokio runtime of two
+//! worker threads, keep-alive, reading each request whole, counting it and answering `200`
+//! with `Content-Length: 0`. The worker delivers to it for real while the calls are timed.
 //!
 //! A `log!` call costs about a microsecond and a delivery some tens of microseconds, so a loop
 //! of calls would fill any queue and then only measure the drop path. So the calls are timed
@@ -23,92 +23,72 @@
 //! Run with `cargo bench --bench log_call --features tracing`.
 
 use std::hint::black_box;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use http_body_util::{BodyExt as _, Empty};
 use http_logger::HttpLogger;
+use hyper::body::{Bytes, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
 
 /// Records logged between two flushes.
 const BATCH: u64 = 4096;
 /// The logger's queue: more than a batch, so nothing is dropped.
 const QUEUE: usize = 65_536;
 
-/// A count-only HTTP/1.1 sink on 127.0.0.1; returns its address and its request count.
+/// A count-only HTTP/1.1 sink on 127.0.0.1 (hyper on tokio, on threads of its own); returns
+/// its address and its request count.
 fn start_sink() -> (SocketAddr, Arc<AtomicU64>) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind the sink");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("sink")
+        .enable_all()
+        .build()
+        .expect("the sink's runtime");
+    let listener = runtime
+        .block_on(TcpListener::bind("127.0.0.1:0"))
+        .expect("bind the sink");
     let address = listener.local_addr().expect("sink address");
     let count = Arc::new(AtomicU64::new(0));
     let counter = count.clone();
-    thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let counter = counter.clone();
-            thread::spawn(move || serve(stream, &counter));
-        }
-    });
+    thread::spawn(move || runtime.block_on(accept(listener, counter)));
     (address, count)
 }
 
-/// Answers every request on one connection with 200 until the client closes it.
-fn serve(mut stream: TcpStream, count: &AtomicU64) {
-    const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
-    let _ = stream.set_nodelay(true);
-    let mut buf = vec![0u8; 16 * 1024];
-    let mut have = 0;
+/// Serves every connection `listener` accepts, each on a task of its own.
+async fn accept(listener: TcpListener, count: Arc<AtomicU64>) {
     loop {
-        let head_end = loop {
-            if let Some(end) = find(&buf[..have], b"\r\n\r\n") {
-                break end + 4;
-            }
-            if !fill(&mut stream, &mut buf, &mut have) {
-                return;
-            }
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
         };
-        let total = head_end + content_length(&buf[..head_end]);
-        while have < total {
-            if !fill(&mut stream, &mut buf, &mut have) {
-                return;
-            }
-        }
-        buf.copy_within(total..have, 0);
-        have -= total;
-        count.fetch_add(1, Ordering::Relaxed);
-        if stream.write_all(OK).is_err() {
-            return;
-        }
+        let _ = stream.set_nodelay(true);
+        let count = count.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |request| receive(request, count.clone()));
+            // Keep-alive is hyper's default; an error only ends this connection.
+            let _ = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
     }
 }
 
-/// Reads more bytes, growing the buffer when it is full. False at the end of the stream.
-fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>, have: &mut usize) -> bool {
-    if *have == buf.len() {
-        buf.resize(buf.len() * 2, 0);
-    }
-    match stream.read(&mut buf[*have..]) {
-        Ok(0) | Err(_) => false,
-        Ok(n) => {
-            *have += n;
-            true
-        }
-    }
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
-
-/// The `Content-Length` of a request head, or 0.
-fn content_length(head: &[u8]) -> usize {
-    let head = String::from_utf8_lossy(head);
-    head.split("\r\n")
-        .filter_map(|line| line.split_once(':'))
-        .find(|(name, _)| name.trim().eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, value)| value.trim().parse().ok())
-        .unwrap_or(0)
+/// Reads one request whole, counts it, and answers `200` with `Content-Length: 0`.
+async fn receive(
+    request: Request<Incoming>,
+    count: Arc<AtomicU64>,
+) -> Result<Response<Empty<Bytes>>, hyper::Error> {
+    request.into_body().collect().await?;
+    count.fetch_add(1, Ordering::Relaxed);
+    Ok(Response::new(Empty::new()))
 }
 
 /// Times `iters` calls of `call`, in batches with an untimed flush after each.

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Receive log records over HTTP and hand them to Python's logging.
+r"""Receive log records over HTTP and hand them to Python's logging.
 
 Run it, then point a sender at http://127.0.0.1:8000/ (an http-logger HttpLogger, or
 Python's own logging.handlers.HTTPHandler):
@@ -16,13 +16,29 @@ record's key-values) can be used in a format string: --format '%(hostname)s %(me
 
 Python's HTTPHandler sends its msg unformatted (args arrive as a repr, which cannot be
 rebuilt) and its exc_info as a repr: that repr is shown where a traceback would be.
-A request that is not a record gets a 400 and one line on stderr. Standard library only,
-Python 3.8 or newer.
+A request that is not a record gets a 400 and one line on stderr; a client that goes away
+in the middle of a request, or stays silent in it past --timeout, one line too; one that
+closes, resets or idles out between two requests, none. Standard library only, Python 3.8
+or newer.
+
+What it prints cannot drive the terminal: in every field of the --format (the message, the
+name, exc_text, hostname, key-values...) and in its stderr lines, the C0 controls (\t, \r
+and ESC among them), DEL, the C1 controls, Unicode's bidi controls (U+061C, U+200E, U+200F,
+U+202A to U+202E, U+2066 to U+2069) and the line and paragraph separators (U+2028, U+2029)
+are shown escaped as Python writes them in a repr: \t, \r, \x1b, \x9b, \u202e, \u2028. A
+line feed passes only where a record has lines (its message, exc_text, stack_info and
+exc_info repr); anywhere else it is shown as \n. A backslash is not doubled. Only what this
+script prints is escaped: the record handed to the logger 'remote', and so to your own
+handlers, keeps the text as it arrived.
 """
 import argparse
+import copy
 import logging
+import re
+import socket
 import sys
 import time
+import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs
 
@@ -34,6 +50,31 @@ FLOATS = ('created', 'msecs', 'relativeCreated')
 # thread and process too: Python sends None when logging.logThreads/logProcesses is off.
 NONES = ('exc_info', 'exc_text', 'stack_info', 'taskName', 'thread', 'process')
 MAX_BODY = 64 * 1024 * 1024
+# The characters shown escaped (see the module's docstring): C0 but the line feed, DEL and C1,
+# Bidi_Control, U+2028 and U+2029. The line feed is added where a record cannot have lines.
+UNSAFE = r'\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029'
+UNSAFE_IN_LINES = re.compile('[' + UNSAFE + ']')
+UNSAFE_IN_A_LINE = re.compile('[\\n' + UNSAFE + ']')
+SHORT = {'\t': '\\t', '\n': '\\n', '\r': '\\r'}
+# The record attributes whose text may be several lines.
+MULTILINE = ('msg', 'message', 'exc_text', 'stack_info', 'exc_info_repr')
+
+
+def escaped(char):
+    """How an unsafe character is shown: as in a repr."""
+    code = ord(char.group())
+    return SHORT.get(char.group()) or ('\\x%02x' % code if code < 0x100 else '\\u%04x' % code)
+
+
+def shown(text, lines=False):
+    """text with every unsafe character escaped; with lines, its line feeds kept."""
+    return (UNSAFE_IN_LINES if lines else UNSAFE_IN_A_LINE).sub(escaped, text)
+
+
+def say(text):
+    """One line on stderr, escaped."""
+    sys.stderr.write('receiver.py: %s\n' % shown(text))
+    sys.stderr.flush()
 
 
 def convert(key, text):
@@ -74,9 +115,38 @@ def rebuild(fields, sender):
     return logging.makeLogRecord(attrs)
 
 
+class EscapingFormatter(logging.Formatter):
+    """A Formatter whose output cannot drive the terminal: it formats a copy of the record
+    whose text attributes are escaped (line feeds kept only in MULTILINE), then escapes what
+    it wrote (line feeds kept: they also join the message and exc_text), for anything the
+    format reaches another way."""
+
+    def format(self, record):
+        safe = copy.copy(record)
+        for key, value in vars(record).items():
+            if isinstance(value, str):
+                setattr(safe, key, shown(value, lines=key in MULTILINE))
+        return shown(super().format(safe), lines=True)
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = 'HTTP/1.1'  # keep-alive: a sender reuses its connection
-    timeout = 60  # seconds a silent connection is kept
+    timeout = 60  # seconds a silent connection is kept (--timeout)
+
+    def handle(self):
+        # http.server's loop, but a connection that ends between two requests (closed, reset,
+        # silent past the timeout) ends quietly: only once a request has begun is its loss
+        # worth a line (Server.handle_error, or http.server's "Request timed out").
+        while True:
+            try:
+                if not self.rfile.peek(1):
+                    return  # closed by the client
+            except (ConnectionError, socket.timeout):
+                return
+            self.close_connection = True  # until the request asks for keep-alive
+            self.handle_one_request()
+            if self.close_connection:
+                return
 
     def do_GET(self):
         self.receive(self.path.partition('?')[2])
@@ -89,7 +159,12 @@ class Handler(BaseHTTPRequestHandler):
         if not 0 <= length <= MAX_BODY:
             self.close_connection = True  # the body cannot be skipped: end the connection
             return self.reject(411, 'a POST needs a Content-Length of at most %d' % MAX_BODY)
-        self.receive(self.rfile.read(length).decode('utf-8', 'replace'))
+        body = self.rfile.read(length)
+        if len(body) < length:  # the client closed its end: no record from half a body
+            self.close_connection = True
+            return say('%s:%d: connection lost: the body ended after %d of %d bytes'
+                       % (self.client_address[:2] + (len(body), length)))
+        self.receive(body.decode('utf-8', 'replace'))
 
     def receive(self, data):
         try:
@@ -100,9 +175,9 @@ class Handler(BaseHTTPRequestHandler):
         self.reply(200, '')
 
     def reject(self, status, why):
-        path = self.path.partition('?')[0]
-        sys.stderr.write('receiver.py: %s %s: %s\n' % (self.command, path, why))
-        sys.stderr.flush()
+        # http.server decodes the request line as Latin-1: show the path's UTF-8 as text.
+        path = self.path.partition('?')[0].encode('latin-1').decode('utf-8', 'replace')
+        say('%s %s: %s' % (self.command, path, why))
         self.reply(status, why + '\n')
 
     def reply(self, status, text):
@@ -111,25 +186,73 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header('Content-Type', 'text/plain; charset=utf-8')
         self.send_header('Content-Length', str(len(body)))
         self.end_headers()
-        self.wfile.write(body)
+        if body:  # no empty write after the head: the client may have read it and gone
+            self.wfile.write(body)
 
     def log_request(self, code='-', size='-'):
         pass  # no access log; http.server's own errors (say a 501) still print a line
 
+    def log_message(self, format, *args):
+        # http.server's errors (a 501, a malformed request line, a request timed out): one
+        # escaped line, like the others.
+        say('%s:%d: %s' % (self.client_address[:2] + (format % args,)))
+
+
+class Server(ThreadingHTTPServer):
+    request_queue_size = 1024  # the listen backlog, as examples/receiver.rs
+
+    def handle_error(self, request, client_address):
+        # Called for what escaped the handler; socketserver would print a traceback.
+        error = sys.exc_info()[1]
+        if isinstance(error, (ConnectionError, socket.timeout)):
+            # The client went away in the middle of a request, or of its answer.
+            say('%s:%d: connection lost: %s' % (client_address[:2] + (error,)))
+        else:
+            say('%s:%d: error while serving:' % client_address[:2])
+            sys.stderr.write(shown(traceback.format_exc(), lines=True))
+            sys.stderr.flush()
+
+
+def seconds(text):
+    """A --timeout: a number of seconds above 0."""
+    value = float(text)
+    if not 0 < value < float('inf'):
+        raise ValueError(text)
+    return value
+
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.partition('\n')[0])
-    parser.add_argument('--port', type=int, default=8000, help='0 picks a free port (default 8000)')
-    parser.add_argument('--bind', default='127.0.0.1', help='IPv4 address (default 127.0.0.1)')
-    parser.add_argument('--format', default=FORMAT, help='logging format (default %(default)r)')
+    parser = argparse.ArgumentParser(
+        description=__doc__.partition('\n')[0],
+        epilog='Control characters, bidi controls and line separators in what it prints are '
+        'shown escaped (\\x1b, \\u202e); see the docstring at the top of the script.',
+    )
+    parser.add_argument(
+        '--port', type=int, default=8000,
+        help='TCP port to listen on; 0 picks a free one (default: %(default)s)')
+    parser.add_argument(
+        '--bind', default='127.0.0.1', metavar='ADDRESS',
+        help='IPv4 address to listen on; 0.0.0.0 for every interface (default: %(default)s)')
+    parser.add_argument(
+        '--format', default=FORMAT,
+        help="the logging.Formatter format ('%%'-style) of the records printed on stdout; "
+        'every field is an attribute (default: %(default)s)')
+    parser.add_argument(
+        '--timeout', type=seconds, default=Handler.timeout, metavar='SECONDS',
+        help='seconds a connection may stay silent, between two requests or in the middle of '
+        'one, before it is closed (default: %(default)s)')
     args = parser.parse_args()
 
     handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(logging.Formatter(args.format))
+    try:
+        handler.setFormatter(EscapingFormatter(args.format))
+    except ValueError as e:
+        sys.exit('receiver.py: bad --format: %s' % e)
     REMOTE.addHandler(handler)
+    Handler.timeout = args.timeout
 
     try:
-        server = ThreadingHTTPServer((args.bind, args.port), Handler)
+        server = Server((args.bind, args.port), Handler)
     except OSError as e:
         sys.exit('receiver.py: cannot listen on %s:%d: %s' % (args.bind, args.port, e))
     sys.stderr.write('listening on http://%s:%d\n' % server.server_address[:2])

@@ -796,6 +796,45 @@ fn check_asctime_between(ctx: &str, text: &str, before: f64, after: f64) {
     );
 }
 
+/// Whether `examples/receiver.py` shows `c` escaped: the C0 controls (but the line feed where
+/// a record has lines), DEL, the C1 controls, Unicode's bidi controls (`Bidi_Control`) and the
+/// line and paragraph separators.
+fn is_escaped_by_example(c: char) -> bool {
+    matches!(
+        u32::from(c),
+        0..=0x09 | 0x0b..=0x1f | 0x7f..=0x9f | 0x61c | 0x200e | 0x200f | 0x202a..=0x202e
+            | 0x2066..=0x2069 | 0x2028 | 0x2029
+    )
+}
+
+/// `text` as `examples/receiver.py` prints it: each character [`is_escaped_by_example`] (and
+/// the line feed, unless `lines`) written as a Python repr writes it (`\t`, `\n`, `\r`,
+/// `\x1b`, `\u202e`). The tests that check the escapes themselves spell them out instead.
+fn escaped(text: &str, lines: bool) -> String {
+    let mut shown = String::with_capacity(text.len());
+    for c in text.chars() {
+        let code = u32::from(c);
+        match c {
+            '\n' if lines => shown.push(c),
+            '\t' => shown.push_str("\\t"),
+            '\n' => shown.push_str("\\n"),
+            '\r' => shown.push_str("\\r"),
+            _ if !is_escaped_by_example(c) => shown.push(c),
+            _ if code < 0x100 => shown.push_str(&format!("\\x{code:02x}")),
+            _ => shown.push_str(&format!("\\u{code:04x}")),
+        }
+    }
+    shown
+}
+
+/// Checks that `text`, what `examples/receiver.py` wrote on one of its streams, holds none of
+/// the characters it must show escaped (line feeds end its lines).
+fn assert_nothing_raw(ctx: &str, text: &str) {
+    if let Some((at, c)) = text.char_indices().find(|&(_, c)| is_escaped_by_example(c)) {
+        panic!("{ctx}: a raw {c:?} at byte {at} in what it wrote:\n{text}");
+    }
+}
+
 /// Sends the checked records ([`log_records`]) to a running `examples/receiver.py` through a
 /// logger built for `url` and `method`, and checks what its `logging.Formatter` printed for
 /// each: asctime, level name, name, line number and the formatted message (with the error
@@ -804,9 +843,12 @@ fn check_example_with_our_records(receiver: &Server, url: &str, method: Method) 
     let (sent, before, after) = send_records(&receiver.host(), url, method);
     for sent in &sent {
         let ctx = format!("[{} {method:?} {url}] {}", receiver.name, sent.what);
-        let mut want = after_asctime(sent.level.0, sent.target, sent.line, &sent.msg);
+        // Control characters and the like are shown escaped; line feeds pass in the message
+        // and exc_text.
+        let name = escaped(sent.target, false);
+        let mut want = after_asctime(sent.level.0, &name, sent.line, &escaped(&sent.msg, true));
         if let Some((_, exc_text)) = &sent.error {
-            want = format!("{want}\n{exc_text}");
+            want = format!("{want}\n{}", escaped(exc_text, true));
         }
         // A message with line ends spans several lines.
         let lines: Vec<String> = (0..=want.matches('\n').count())
@@ -997,6 +1039,251 @@ fn example_receiver_rejects_what_is_not_a_record_and_keeps_serving() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// examples/receiver.py: what reaches the terminal, clients that go away, --help
+// ---------------------------------------------------------------------------------------------
+
+/// Text that would drive a terminal printed raw: escape sequences (colour, erase the screen, a
+/// window title ended by BEL, the C1 CSI), a carriage return that would let the rest overwrite
+/// the line, bidi overrides and isolates that would reorder it (U+202E, U+2066), a line
+/// separator (U+2028), a tab, NUL and DEL.
+const EVIL: &str = "\x1b[31mred\x1b[0m\x1b[2J \x1b]0;title\x07 \rover \u{202e}desrever\u{202c} \
+                    \u{2066}iso\u{2069} \u{2028}sep \u{9b}1m \t\0\x7f";
+/// [`EVIL`] as `examples/receiver.py` must show it.
+const EVIL_SHOWN: &str = r"\x1b[31mred\x1b[0m\x1b[2J \x1b]0;title\x07 \rover \u202edesrever\u202c \u2066iso\u2069 \u2028sep \x9b1m \t\x00\x7f";
+
+/// Checks that `examples/receiver.py` (under `python`) shows escaped what could drive the
+/// terminal, in every field of its format (a record's name, level name, hostname, key-value,
+/// message and exc_text, from our logger and sent by hand), a line feed passing only between
+/// the lines of a message or of exc_text; and in the lines it writes on stderr about a bad
+/// request (its path).
+fn check_example_escapes(python: &OsStr) {
+    let format = "%(hostname)s|%(name)s|%(levelname)s|%(user)s|%(message)s";
+    let receiver = start_example(python, &["--format", format]);
+    let ctx = receiver.name.clone();
+
+    // From our logger: the target (the record's name), a key-value, the message, an error.
+    log::set_max_level(log::LevelFilter::Trace);
+    let logger = HttpLogger::builder(receiver.host(), "/log")
+        .build()
+        .expect("valid config");
+    let target = format!("app\n{EVIL}");
+    let err = std::io::Error::other(format!("disk {EVIL}\nfull"));
+    log::warn!(
+        logger: logger, target: &target, user = EVIL, err:err = err;
+        "first {EVIL}\nsecond {EVIL}"
+    );
+    assert!(logger.flush_timeout(WAIT), "{:?}", logger.stats());
+    assert_eq!(logger.stats().sent, 1, "{:?}", logger.stats());
+    let hostname = gethostname::gethostname().to_string_lossy().into_owned();
+    // The line feed of the name and of the key-value is shown as \n; those of the message
+    // (which ends with the error's chain) and of exc_text (the error) start lines.
+    let want = [
+        format!(r"{hostname}|app\n{EVIL_SHOWN}|WARNING|{EVIL_SHOWN}|first {EVIL_SHOWN}"),
+        format!("second {EVIL_SHOWN}: disk {EVIL_SHOWN}"),
+        "full".to_owned(),
+        format!("disk {EVIL_SHOWN}"),
+        "full".to_owned(),
+    ];
+    for want in &want {
+        assert_eq!(&receiver.line(), want, "{ctx}: our record");
+    }
+
+    // A bad request on a path that holds them: its stderr line.
+    let path = "/log\x1b[2J\u{202e}\u{2066}\u{2028}\x7f";
+    let mut conn = receiver.connect();
+    let Response { status, .. } = conn.request("POST", path, b"abc=def");
+    assert_eq!(status, 400, "{ctx}");
+    assert_eq!(
+        receiver.stderr_line(),
+        r"receiver.py: POST /log\x1b[2J\u202e\u2066\u2028\x7f: not a log record: no name, msg, levelname, levelno, created",
+        "{ctx}: stderr"
+    );
+
+    // Sent by hand, on that connection (the receiver goes on serving): a hostname and a level
+    // name too, and an exc_text of two lines.
+    let body = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("name", EVIL),
+            ("msg", EVIL),
+            ("levelname", EVIL),
+            ("levelno", "20"),
+            ("created", RAW_CREATED),
+            ("hostname", EVIL),
+            ("user", EVIL),
+            ("exc_text", &format!("{EVIL}\n{EVIL}")),
+        ])
+        .finish();
+    let Response {
+        status,
+        body: answer,
+        ..
+    } = conn.request("POST", "/log", body.as_bytes());
+    assert_eq!((status, answer.as_str()), (200, ""), "{ctx}");
+    let line = receiver.line();
+    assert_eq!(line, [EVIL_SHOWN; 5].join("|"), "{ctx}: a record by hand");
+    assert_eq!(receiver.line(), EVIL_SHOWN, "{ctx}: exc_text's first line");
+    assert_eq!(receiver.line(), EVIL_SHOWN, "{ctx}: exc_text's second line");
+    assert_nothing_raw(&format!("{ctx}: stdout"), &receiver.stdout.text());
+    assert_nothing_raw(&format!("{ctx}: stderr"), &receiver.stderr.text());
+}
+
+#[test]
+fn example_receiver_shows_control_characters_bidi_controls_and_separators_escaped() {
+    check_example_escapes(&python());
+}
+
+/// Checks that `examples/receiver.py` (under `python`) writes no traceback when a client goes
+/// away: a reset in the middle of a request line or of a body, or a close in the middle of a
+/// body, gives one line on stderr, a request left silent past `--timeout` one too, a
+/// connection reset or left silent between two requests none; and it goes on serving.
+fn check_example_survives_clients_going_away(python: &OsStr) {
+    let receiver = start_example(python, &["--timeout", "1"]);
+    let ctx = receiver.name.clone();
+    // A reset: SO_LINGER 0, then the close (the Client dropped).
+    let reset = |conn: child::Client| {
+        socket2::SockRef::from(&conn.stream)
+            .set_linger(Some(Duration::ZERO))
+            .expect("set SO_LINGER 0");
+        drop(conn);
+    };
+    let head = "POST /log HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n";
+
+    // Between two requests: a reset, and a connection left silent until the receiver closes
+    // it. Neither is worth a line: the next one on stderr is the next step's.
+    let mut conn = receiver.connect();
+    assert_eq!(
+        conn.request("POST", "/log", raw_record("before a reset").as_bytes())
+            .status,
+        200
+    );
+    assert_eq!(receiver.line(), raw_line("before a reset"), "{ctx}");
+    reset(conn);
+    let mut conn = receiver.connect();
+    conn.assert_closed_by_peer(); // after --timeout, within WAIT
+
+    // A reset in the middle of the request line, then of the body.
+    let mut conn = receiver.connect();
+    conn.send(b"POST /lo");
+    reset(conn);
+    let line = receiver.stderr_line();
+    assert!(
+        line.starts_with("receiver.py: 127.0.0.1:") && line.contains(": connection lost: "),
+        "{ctx}: a reset in the request line: {line:?}"
+    );
+    let mut conn = receiver.connect();
+    conn.send(format!("{head}name=raw&msg=").as_bytes());
+    reset(conn);
+    let line = receiver.stderr_line();
+    assert!(
+        line.starts_with("receiver.py: 127.0.0.1:") && line.contains(": connection lost: "),
+        "{ctx}: a reset in the body: {line:?}"
+    );
+
+    // A close in the middle of the body: no record from half a body.
+    let mut conn = receiver.connect();
+    conn.send(format!("{head}name=raw&msg=half").as_bytes());
+    conn.stream
+        .shutdown(std::net::Shutdown::Write)
+        .expect("shut down");
+    conn.assert_closed_by_peer();
+    let line = receiver.stderr_line();
+    assert!(
+        line.starts_with("receiver.py: 127.0.0.1:")
+            && line.ends_with(": connection lost: the body ended after 17 of 100 bytes"),
+        "{ctx}: a close in the body: {line:?}"
+    );
+
+    // Silent in the middle of a request: closed after --timeout, with one line.
+    let mut conn = receiver.connect();
+    conn.send(head.as_bytes());
+    conn.assert_closed_by_peer();
+    let line = receiver.stderr_line();
+    assert!(
+        line.starts_with("receiver.py: 127.0.0.1:") && line.contains(": Request timed out: "),
+        "{ctx}: silent in the body: {line:?}"
+    );
+
+    check_example_serves(&receiver, "clients that went away");
+    let stderr = receiver.stderr.text();
+    assert!(
+        !stderr.contains("Traceback"),
+        "{ctx}: a traceback on stderr:\n{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 5, "{ctx}: one line each:\n{stderr}");
+}
+
+#[test]
+fn example_receiver_says_one_line_when_a_client_goes_away_and_keeps_serving() {
+    check_example_survives_clients_going_away(&python());
+}
+
+/// The options of `examples/receiver.py` and what its `--help` must give as their default.
+const EXAMPLE_OPTIONS: [(&str, &str); 4] = [
+    ("--port PORT", "8000"),
+    ("--bind ADDRESS", "127.0.0.1"),
+    (
+        "--format FORMAT",
+        "%(asctime)s %(levelname)-8s %(name)s:%(lineno)d %(message)s",
+    ),
+    ("--timeout SECONDS", "60"),
+];
+
+#[test]
+fn example_receiver_help_describes_every_option_and_its_default() {
+    let mut command = Command::new(python());
+    command.arg(EXAMPLE_SCRIPT).arg("--help");
+    let help = child::run_to_end(command, NEEDS);
+    assert!(help.status.success(), "--help: {}", help.status);
+    // argparse wraps the help to the terminal's width: compare it with its spaces collapsed.
+    let text = help.stdout.join(" ");
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+
+    // The usage names every option: those checked below, and --help.
+    let usage = text
+        .split_once(" Receive ")
+        .map_or(text.as_str(), |(usage, _)| usage);
+    let mut named: Vec<&str> = usage
+        .split(['[', ']', ' '])
+        .filter(|word| word.starts_with('-'))
+        .collect();
+    named.sort_unstable();
+    let mut want: Vec<&str> = EXAMPLE_OPTIONS
+        .iter()
+        .map(|(option, _)| option.split(' ').next().unwrap_or(option))
+        .chain(["-h"])
+        .collect();
+    want.sort_unstable();
+    assert_eq!(named, want, "the options in the usage line: {text}");
+
+    // Each option's own entry (up to the next one) says what it does and its default.
+    let entries = text
+        .split_once("-h, --help show this help message and exit ")
+        .unwrap_or_else(|| panic!("no -h, --help entry: {text}"))
+        .1;
+    for (i, (option, default)) in EXAMPLE_OPTIONS.iter().enumerate() {
+        let start = entries
+            .find(&format!("{option} "))
+            .unwrap_or_else(|| panic!("no {option} entry in the help: {text}"));
+        let entry = &entries[start + option.len()..];
+        let entry = match EXAMPLE_OPTIONS.get(i + 1) {
+            Some((next, _)) => entry.split_once(next).map_or(entry, |(entry, _)| entry),
+            None => entry,
+        };
+        let (what, default_text) = entry
+            .split_once("(default: ")
+            .unwrap_or_else(|| panic!("{option}: no default in its help {entry:?}"));
+        assert!(
+            default_text.starts_with(&format!("{default})")),
+            "{option}: its help does not give {default:?} as its default: {entry:?}"
+        );
+        assert!(
+            what.trim().len() > 20,
+            "{option}: its help says little but the default: {entry:?}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Every Python that pyenv installed
 // ---------------------------------------------------------------------------------------------
 
@@ -1015,6 +1302,8 @@ fn every_pyenv_python_rebuilds_our_records_and_runs_the_example_receiver() {
             check_example_with_our_records(&receiver, "/log?src=app", Method::Get);
             check_example_with_python_sender(&receiver, python);
             check_example_serves(&receiver, "Python's exception record");
+            check_example_escapes(python);
+            check_example_survives_clients_going_away(python);
         },
     );
 }

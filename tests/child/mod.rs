@@ -373,12 +373,14 @@ pub fn shown(command: &Command) -> String {
 // A bare HTTP/1.1 client, to send a child server what a logger never would
 // ---------------------------------------------------------------------------------------------
 
-/// A connection to a server on 127.0.0.1. Every read and write is bounded by [`WAIT`].
+/// A connection to a server on 127.0.0.1. Every read and write is bounded by [`WAIT`]. It
+/// writes requests as raw bytes (it is the client no logger would be), and reads responses
+/// with `httparse`.
 pub struct Client {
-    /// The socket, to write to or shut down.
+    /// The socket, to write to or shut down (responses are read through the client).
     pub stream: TcpStream,
-    /// The same socket, buffered, to read responses from.
-    reader: BufReader<TcpStream>,
+    /// What was read from the socket and no response has taken yet.
+    unread: Vec<u8>,
 }
 
 /// One response as read.
@@ -412,8 +414,10 @@ impl Client {
         stream
             .set_write_timeout(Some(WAIT))
             .expect("set a write timeout");
-        let reader = BufReader::new(stream.try_clone().expect("clone the stream"));
-        Client { stream, reader }
+        Client {
+            stream,
+            unread: Vec::new(),
+        }
     }
 
     /// Writes `bytes` as they are.
@@ -427,35 +431,44 @@ impl Client {
         self.response()
     }
 
-    /// Reads one response: an interim (1xx) one has no body; any other must have a
-    /// `Content-Length` and a UTF-8 body.
+    /// Reads one response: its head parsed by `httparse`; an interim (1xx) one has no body;
+    /// any other must have a `Content-Length` and a UTF-8 body.
     ///
     /// # Panics
     ///
-    /// If it is not HTTP/1.1, a header line has no `:`, or the above does not hold.
+    /// If it is not HTTP/1.1, its head is malformed (or has more than 64 headers), the
+    /// connection ends before its end, or the above does not hold.
     pub fn response(&mut self) -> Response {
-        let mut status_line = String::new();
-        self.reader
-            .read_line(&mut status_line)
-            .expect("read a status line");
-        let status = status_line
-            .strip_prefix("HTTP/1.1 ")
-            .and_then(|rest| rest.get(..3))
-            .and_then(|code| code.parse().ok())
-            .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
-        let mut headers = Vec::new();
-        loop {
-            let mut line = String::new();
-            self.reader.read_line(&mut line).expect("read a header");
-            let line = line.trim_end();
-            if line.is_empty() {
-                break;
+        let (status, headers, head_len) = loop {
+            let mut headers = [httparse::EMPTY_HEADER; 64];
+            let mut head = httparse::Response::new(&mut headers);
+            match head.parse(&self.unread) {
+                Ok(httparse::Status::Complete(len)) => {
+                    assert_eq!(
+                        head.version,
+                        Some(1),
+                        "not an HTTP/1.1 response: {:?}",
+                        String::from_utf8_lossy(&self.unread[..len])
+                    );
+                    let status = head.code.expect("a complete head has a status code");
+                    let headers = head
+                        .headers
+                        .iter()
+                        .map(|header| {
+                            let value = String::from_utf8_lossy(header.value);
+                            (header.name.to_owned(), value.trim().to_owned())
+                        })
+                        .collect::<Vec<_>>();
+                    break (status, headers, len);
+                }
+                Ok(httparse::Status::Partial) => self.read_more("a response head"),
+                Err(err) => panic!(
+                    "a malformed response head ({err}): {:?}",
+                    String::from_utf8_lossy(&self.unread)
+                ),
             }
-            let (name, value) = line
-                .split_once(':')
-                .unwrap_or_else(|| panic!("bad header line {line:?}"));
-            headers.push((name.to_string(), value.trim().to_string()));
-        }
+        };
+        self.unread.drain(..head_len);
         let mut response = Response {
             status,
             headers,
@@ -469,17 +482,40 @@ impl Client {
             .unwrap_or_else(|| panic!("no Content-Length in the {status} answer: {response:?}"))
             .parse()
             .expect("a numeric Content-Length");
-        let mut body = vec![0; length];
-        self.reader.read_exact(&mut body).expect("read the body");
+        while self.unread.len() < length {
+            self.read_more("a response body");
+        }
+        let body = self.unread.drain(..length).collect();
         response.body = String::from_utf8(body).expect("a UTF-8 body");
         response
     }
 
+    /// Reads what the socket has (at least a byte, waiting at most [`WAIT`]) into `unread`;
+    /// `what` is what is being read, for messages.
+    ///
+    /// # Panics
+    ///
+    /// If the connection ends or fails, or nothing comes in time.
+    fn read_more(&mut self, what: &str) {
+        let mut chunk = [0; 16 * 1024];
+        match self.stream.read(&mut chunk) {
+            Ok(0) => panic!(
+                "the connection ended in {what}; read: {:?}",
+                String::from_utf8_lossy(&self.unread)
+            ),
+            Ok(n) => self.unread.extend_from_slice(&chunk[..n]),
+            Err(err) => panic!(
+                "cannot read {what} ({err}); read: {:?}",
+                String::from_utf8_lossy(&self.unread)
+            ),
+        }
+    }
+
     /// Reads until the server closes the connection (bounded by the timeout), and checks that
-    /// nothing came before the end.
+    /// nothing came before the end (nor was left after the responses read before it).
     pub fn assert_closed_by_peer(&mut self) {
-        let mut rest = Vec::new();
-        match self.reader.read_to_end(&mut rest) {
+        let mut rest = std::mem::take(&mut self.unread);
+        match self.stream.read_to_end(&mut rest) {
             Ok(_) => assert!(rest.is_empty(), "unexpected bytes {rest:?}"),
             // A reset also means closed.
             Err(err) if err.kind() == std::io::ErrorKind::ConnectionReset => {}
