@@ -436,20 +436,15 @@ impl Client {
     ///
     /// # Panics
     ///
-    /// If it is not HTTP/1.1, its head is malformed (or has more than 64 headers), the
+    /// If it is not HTTP/1.x, its head is malformed (or has more than 64 headers), the
     /// connection ends before its end, or the above does not hold.
     pub fn response(&mut self) -> Response {
         let (status, headers, head_len) = loop {
             let mut headers = [httparse::EMPTY_HEADER; 64];
             let mut head = httparse::Response::new(&mut headers);
             match head.parse(&self.unread) {
+                // HTTP/1.1, or HTTP/1.0 in answer to an HTTP/1.0 request (as hyper does).
                 Ok(httparse::Status::Complete(len)) => {
-                    assert_eq!(
-                        head.version,
-                        Some(1),
-                        "not an HTTP/1.1 response: {:?}",
-                        String::from_utf8_lossy(&self.unread[..len])
-                    );
                     let status = head.code.expect("a complete head has a status code");
                     let headers = head
                         .headers
