@@ -8,11 +8,12 @@
 # One command from a clone: `bash scripts/bench_receiver.sh` (with or without
 # CARGO_TARGET_DIR); `BASELINE_REV=<rev> bash scripts/bench_receiver.sh` to compare.
 # nginx-core and wrk come from Debian's packages when absent (the service kept from starting).
-# Settings: WRK_SECONDS (default 5), CONNECTIONS (default "1 2 64"), PYTHON (default python3).
+# Settings: WRK_SECONDS (default 3), REPEAT (rounds, each figure their median; default 3), CONNECTIONS (default "1 2 64"), PYTHON (default python3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-WRK_SECONDS=${WRK_SECONDS:-5}
+WRK_SECONDS=${WRK_SECONDS:-3}
+REPEAT=${REPEAT:-3}
 CONNECTIONS=${CONNECTIONS:-"1 2 64"}
 PYTHON=${PYTHON:-python3}
 BASELINE_REV=${BASELINE_REV:-}
@@ -118,27 +119,36 @@ wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
 LUA
 
 echo
-echo "== receiver requests/s (wrk, POST of one record, ${WRK_SECONDS}s a run; $(nproc) cores; $(date -u +%Y-%m-%dT%H:%MZ)) =="
+echo "== receiver requests/s (wrk, POST of one record, median of $REPEAT runs of ${WRK_SECONDS}s; $(nproc) cores; $(date -u +%Y-%m-%dT%H:%MZ)) =="
 printf '%-12s' connections
 for entry in "${hosts[@]}"; do printf '%12s' "${entry%%=*}"; done
 [ -n "$BASELINE_REV" ] && printf '%22s' "receiver / baseline"
 printf '%20s\n' "receiver / nginx"
 for c in $CONNECTIONS; do
   printf '%-12s' "$c"
+  declare -A runs=()
+  threads=$c
+  [ "$threads" -gt 2 ] && threads=2
+  # REPEAT rounds, each running every receiver once, in turn: each figure is the median of
+  # its rounds, so a burst of load from elsewhere hits one round, not one receiver.
+  for _ in $(seq "$REPEAT"); do
+    for entry in "${hosts[@]}"; do
+      name=${entry%%=*}
+      out=$(wrk -t "$threads" -c "$c" -d "${WRK_SECONDS}s" -s "$work/wrk.lua" "http://${entry#*=}/")
+      runs[$name]+="$(awk '/^Requests\/sec:/ { printf "%.0f", $2 }' <<<"$out") "
+      if grep -q 'Non-2xx\|Socket errors' <<<"$out"; then
+        echo "bench: errors against $name: $(grep 'Non-2xx\|Socket errors' <<<"$out")" >&2
+      fi
+    done
+  done
   declare -A rate=()
   for entry in "${hosts[@]}"; do
     name=${entry%%=*}
-    threads=$c
-    [ "$threads" -gt 2 ] && threads=2
-    out=$(wrk -t "$threads" -c "$c" -d "${WRK_SECONDS}s" -s "$work/wrk.lua" "http://${entry#*=}/")
-    rate[$name]=$(awk '/^Requests\/sec:/ { printf "%.0f", $2 }' <<<"$out")
-    if grep -q 'Non-2xx\|Socket errors' <<<"$out"; then
-      echo "bench: errors against $name: $(grep 'Non-2xx\|Socket errors' <<<"$out")" >&2
-    fi
+    rate[$name]=$(tr ' ' '\n' <<<"${runs[$name]}" | grep . | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
     printf '%12s' "${rate[$name]}"
   done
   ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / (b > 0 ? b : 1) }'; }
   [ -n "$BASELINE_REV" ] && printf '%22s' "$(ratio "${rate[receiver]}" "${rate[baseline]}")"
   printf '%20s\n' "$(ratio "${rate[receiver]}" "${rate[nginx]}")"
-  unset rate
+  unset rate runs
 done
