@@ -2,7 +2,7 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::sync::mpsc;
 use std::time::Duration;
@@ -12,7 +12,9 @@ use support::{Reply, Server};
 const WAIT: Duration = Duration::from_secs(5);
 
 struct Client {
-    reader: BufReader<TcpStream>,
+    stream: TcpStream,
+    /// Bytes read and not yet taken as part of a response.
+    buf: Vec<u8>,
 }
 
 struct Response {
@@ -37,16 +39,17 @@ impl Client {
         stream.set_read_timeout(Some(WAIT)).unwrap();
         stream.set_write_timeout(Some(WAIT)).unwrap();
         Client {
-            reader: BufReader::new(stream),
+            stream,
+            buf: Vec::new(),
         }
     }
 
     fn stream(&self) -> &TcpStream {
-        self.reader.get_ref()
+        &self.stream
     }
 
     fn send(&mut self, raw: &[u8]) {
-        self.reader.get_mut().write_all(raw).expect("write request");
+        self.stream.write_all(raw).expect("write request");
     }
 
     fn get(&mut self, target: &str) {
@@ -61,54 +64,59 @@ impl Client {
         self.send(&[head.as_bytes(), body].concat());
     }
 
-    fn line(&mut self) -> String {
-        let mut line = String::new();
-        self.reader
-            .read_line(&mut line)
-            .expect("read response line");
-        line.trim_end().to_string()
+    /// Reads more bytes into `buf`; fails at EOF.
+    fn fill(&mut self) {
+        let mut chunk = [0u8; 4096];
+        let n = self.stream.read(&mut chunk).expect("read response");
+        assert!(n > 0, "EOF in a response after {:?}", self.buf);
+        self.buf.extend_from_slice(&chunk[..n]);
     }
 
+    /// One response: its head parsed by httparse, then its `Content-Length` body (none for
+    /// 1xx, 204 and 304, whose head has no length).
     fn response(&mut self) -> Response {
-        let status_line = self.line();
-        let mut parts = status_line.splitn(3, ' ');
-        assert_eq!(
-            parts.next(),
-            Some("HTTP/1.1"),
-            "status line {status_line:?}"
-        );
-        let status = parts
-            .next()
-            .and_then(|s| s.parse().ok())
-            .expect("status code");
-        let mut headers = Vec::new();
-        loop {
-            let l = self.line();
-            if l.is_empty() {
-                break;
+        let (len, status, headers) = loop {
+            let mut headers = [httparse::EMPTY_HEADER; 64];
+            let mut head = httparse::Response::new(&mut headers);
+            match head.parse(&self.buf).expect("a response head") {
+                httparse::Status::Complete(len) => {
+                    assert_eq!(head.version, Some(1), "an HTTP/1.1 response");
+                    let status = head.code.expect("status code");
+                    let headers: Vec<(String, String)> = head
+                        .headers
+                        .iter()
+                        .map(|h| {
+                            let v = String::from_utf8_lossy(h.value).into_owned();
+                            (h.name.to_string(), v)
+                        })
+                        .collect();
+                    break (len, status, headers);
+                }
+                httparse::Status::Partial => self.fill(),
             }
-            let (k, v) = l.split_once(':').expect("header line");
-            headers.push((k.trim().to_string(), v.trim().to_string()));
-        }
+        };
+        self.buf.drain(..len);
         let mut resp = Response {
             status,
             headers,
             body: Vec::new(),
         };
-        let len: usize = resp
-            .header("content-length")
-            .expect("content-length")
-            .parse()
-            .unwrap();
-        resp.body = vec![0; len];
-        self.reader.read_exact(&mut resp.body).expect("read body");
+        let len: usize = match resp.header("content-length") {
+            Some(len) => len.parse().expect("a content-length"),
+            None if status < 200 || status == 204 || status == 304 => 0,
+            None => panic!("no content-length in {:?}", resp.headers),
+        };
+        while self.buf.len() < len {
+            self.fill();
+        }
+        resp.body = self.buf.drain(..len).collect();
         resp
     }
 
     /// Reads after the server stopped answering: Ok(bytes read before EOF) or the error kind.
     fn read_rest(&mut self) -> Result<Vec<u8>, ErrorKind> {
-        let mut out = Vec::new();
-        self.reader
+        let mut out = std::mem::take(&mut self.buf);
+        self.stream
             .read_to_end(&mut out)
             .map(|_| out)
             .map_err(|e| e.kind())
@@ -259,7 +267,7 @@ fn hang_times_out_client_until_server_dropped() {
         .unwrap();
     let mut buf = [0u8; 64];
     let err = c
-        .reader
+        .stream
         .read(&mut buf)
         .expect_err("a hung request gets no answer");
     assert!(
@@ -269,7 +277,7 @@ fn hang_times_out_client_until_server_dropped() {
 
     c.stream().set_read_timeout(Some(WAIT)).unwrap();
     drop_bounded(server);
-    match c.reader.read(&mut buf) {
+    match c.stream.read(&mut buf) {
         Ok(n) => assert_eq!(n, 0, "EOF after the server is dropped"),
         Err(e) => assert!(!is_timeout(e.kind()), "still hung after drop: {e:?}"),
     }
