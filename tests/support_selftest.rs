@@ -362,3 +362,115 @@ fn restart_on_the_same_port() {
     assert_eq!(second.recv(WAIT).expect("request").path(), "/after");
     assert!(second.try_drain().is_empty());
 }
+
+const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+
+impl Client {
+    /// Exactly `n` bytes, from what is buffered, then the socket.
+    fn bytes(&mut self, n: usize) -> Vec<u8> {
+        while self.buf.len() < n {
+            self.fill();
+        }
+        self.buf.drain(..n).collect()
+    }
+}
+
+#[test]
+fn raw_bytes_now_then_later_then_the_next_request() {
+    let server = Server::with_script(|_, _| Reply::Raw {
+        now: OK.to_vec(),
+        later: Some((Duration::from_millis(50), b"LATE".to_vec())),
+        close: false,
+    });
+    let mut c = Client::connect(&server);
+    c.get("/a");
+    assert_eq!(c.bytes(OK.len()), OK);
+    assert_eq!(server.recv(WAIT).expect("first request").path(), "/a");
+    assert_eq!(server.recv_late(WAIT), Some(0));
+    assert_eq!(c.bytes(4), b"LATE");
+
+    // Two requests at once: the second is answered after the first one's late bytes.
+    c.send(b"GET /b HTTP/1.1\r\nHost: x\r\n\r\nGET /c HTTP/1.1\r\nHost: x\r\n\r\n");
+    let expected = [OK, b"LATE", OK, b"LATE"].concat();
+    assert_eq!(c.bytes(expected.len()), expected);
+    let reqs = server.recv_n(2, WAIT);
+    let paths: Vec<&str> = reqs.iter().map(|r| r.path()).collect();
+    assert_eq!(paths, ["/b", "/c"]);
+    assert_eq!((reqs[0].index, reqs[1].index), (1, 2));
+    assert_eq!(
+        (server.recv_late(WAIT), server.recv_late(WAIT)),
+        (Some(1), Some(2))
+    );
+    assert_eq!(server.connections(), 1);
+}
+
+#[test]
+fn raw_bytes_then_later_then_close() {
+    let server = Server::with_script(|_, _| Reply::Raw {
+        now: OK.to_vec(),
+        later: Some((Duration::from_millis(20), b"BYE".to_vec())),
+        close: true,
+    });
+    let mut c = Client::connect(&server);
+    c.get("/a");
+    assert_eq!(c.read_rest(), Ok([OK, b"BYE"].concat()));
+    assert_eq!(server.recv_late(WAIT), Some(0));
+    assert_eq!(server.requests(), 1);
+}
+
+#[test]
+fn expect_100_continue_then_the_body() {
+    let server = Server::start();
+    let mut c = Client::connect(&server);
+    c.send(b"POST /log HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n");
+    assert_eq!(c.response().status, 100);
+    c.send(b"x=1");
+    assert_eq!(c.response().status, 200);
+    let req = server.recv(WAIT).expect("request");
+    assert_eq!(req.body, b"x=1");
+    assert_eq!(req.header("expect"), Some("100-continue"));
+}
+
+#[test]
+fn a_request_hyper_cannot_parse_gets_400_then_eof_and_is_not_counted() {
+    let server = Server::start();
+    let mut c = Client::connect(&server);
+    c.send(b"NOT A REQUEST LINE\r\n\r\n");
+    assert_eq!(c.response().status, 400);
+    assert_eq!(c.read_rest(), Ok(Vec::new()));
+    assert_eq!(server.requests(), 0);
+    assert!(server.try_drain().is_empty());
+}
+
+#[test]
+fn a_script_that_panics_answers_500_and_the_connection_goes_on() {
+    let server = Server::with_script(|i, _| {
+        assert!(i != 0, "a script panics (as this test wants)");
+        Reply::Status(200)
+    });
+    let mut c = Client::connect(&server);
+    c.get("/panics");
+    assert_eq!(c.response().status, 500);
+    c.get("/fine");
+    assert_eq!(c.response().status, 200);
+    assert_eq!(server.recv_n(2, WAIT).len(), 2);
+}
+
+#[test]
+fn drop_while_a_script_blocks_returns_and_closes_the_connection() {
+    let (gate_tx, gate_rx) = crossbeam_channel::bounded::<()>(0);
+    let server = Server::with_script(move |_, _| {
+        let _ = gate_rx.recv_timeout(WAIT); // returns at once when the test drops `gate_tx`
+        Reply::Status(200)
+    });
+    let mut c = Client::connect(&server);
+    c.get("/blocked");
+    let deadline = std::time::Instant::now() + WAIT;
+    while server.requests() == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(server.requests(), 1, "the script is running");
+    drop_bounded(server);
+    assert!(!matches!(c.read_rest(), Err(kind) if is_timeout(kind)));
+    drop(gate_tx);
+}
