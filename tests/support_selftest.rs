@@ -2,7 +2,7 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::sync::mpsc;
 use std::time::Duration;
@@ -12,7 +12,9 @@ use support::{Reply, Server};
 const WAIT: Duration = Duration::from_secs(5);
 
 struct Client {
-    reader: BufReader<TcpStream>,
+    stream: TcpStream,
+    /// Bytes read and not yet taken as part of a response.
+    buf: Vec<u8>,
 }
 
 struct Response {
@@ -37,16 +39,17 @@ impl Client {
         stream.set_read_timeout(Some(WAIT)).unwrap();
         stream.set_write_timeout(Some(WAIT)).unwrap();
         Client {
-            reader: BufReader::new(stream),
+            stream,
+            buf: Vec::new(),
         }
     }
 
     fn stream(&self) -> &TcpStream {
-        self.reader.get_ref()
+        &self.stream
     }
 
     fn send(&mut self, raw: &[u8]) {
-        self.reader.get_mut().write_all(raw).expect("write request");
+        self.stream.write_all(raw).expect("write request");
     }
 
     fn get(&mut self, target: &str) {
@@ -61,54 +64,59 @@ impl Client {
         self.send(&[head.as_bytes(), body].concat());
     }
 
-    fn line(&mut self) -> String {
-        let mut line = String::new();
-        self.reader
-            .read_line(&mut line)
-            .expect("read response line");
-        line.trim_end().to_string()
+    /// Reads more bytes into `buf`; fails at EOF.
+    fn fill(&mut self) {
+        let mut chunk = [0u8; 4096];
+        let n = self.stream.read(&mut chunk).expect("read response");
+        assert!(n > 0, "EOF in a response after {:?}", self.buf);
+        self.buf.extend_from_slice(&chunk[..n]);
     }
 
+    /// One response: its head parsed by httparse, then its `Content-Length` body (none for
+    /// 1xx, 204 and 304, whose head has no length).
     fn response(&mut self) -> Response {
-        let status_line = self.line();
-        let mut parts = status_line.splitn(3, ' ');
-        assert_eq!(
-            parts.next(),
-            Some("HTTP/1.1"),
-            "status line {status_line:?}"
-        );
-        let status = parts
-            .next()
-            .and_then(|s| s.parse().ok())
-            .expect("status code");
-        let mut headers = Vec::new();
-        loop {
-            let l = self.line();
-            if l.is_empty() {
-                break;
+        let (len, status, headers) = loop {
+            let mut headers = [httparse::EMPTY_HEADER; 64];
+            let mut head = httparse::Response::new(&mut headers);
+            match head.parse(&self.buf).expect("a response head") {
+                httparse::Status::Complete(len) => {
+                    assert_eq!(head.version, Some(1), "an HTTP/1.1 response");
+                    let status = head.code.expect("status code");
+                    let headers: Vec<(String, String)> = head
+                        .headers
+                        .iter()
+                        .map(|h| {
+                            let v = String::from_utf8_lossy(h.value).into_owned();
+                            (h.name.to_string(), v)
+                        })
+                        .collect();
+                    break (len, status, headers);
+                }
+                httparse::Status::Partial => self.fill(),
             }
-            let (k, v) = l.split_once(':').expect("header line");
-            headers.push((k.trim().to_string(), v.trim().to_string()));
-        }
+        };
+        self.buf.drain(..len);
         let mut resp = Response {
             status,
             headers,
             body: Vec::new(),
         };
-        let len: usize = resp
-            .header("content-length")
-            .expect("content-length")
-            .parse()
-            .unwrap();
-        resp.body = vec![0; len];
-        self.reader.read_exact(&mut resp.body).expect("read body");
+        let len: usize = match resp.header("content-length") {
+            Some(len) => len.parse().expect("a content-length"),
+            None if status < 200 || status == 204 || status == 304 => 0,
+            None => panic!("no content-length in {:?}", resp.headers),
+        };
+        while self.buf.len() < len {
+            self.fill();
+        }
+        resp.body = self.buf.drain(..len).collect();
         resp
     }
 
     /// Reads after the server stopped answering: Ok(bytes read before EOF) or the error kind.
     fn read_rest(&mut self) -> Result<Vec<u8>, ErrorKind> {
-        let mut out = Vec::new();
-        self.reader
+        let mut out = std::mem::take(&mut self.buf);
+        self.stream
             .read_to_end(&mut out)
             .map(|_| out)
             .map_err(|e| e.kind())
@@ -259,7 +267,7 @@ fn hang_times_out_client_until_server_dropped() {
         .unwrap();
     let mut buf = [0u8; 64];
     let err = c
-        .reader
+        .stream
         .read(&mut buf)
         .expect_err("a hung request gets no answer");
     assert!(
@@ -269,7 +277,7 @@ fn hang_times_out_client_until_server_dropped() {
 
     c.stream().set_read_timeout(Some(WAIT)).unwrap();
     drop_bounded(server);
-    match c.reader.read(&mut buf) {
+    match c.stream.read(&mut buf) {
         Ok(n) => assert_eq!(n, 0, "EOF after the server is dropped"),
         Err(e) => assert!(!is_timeout(e.kind()), "still hung after drop: {e:?}"),
     }
@@ -353,4 +361,116 @@ fn restart_on_the_same_port() {
     assert_eq!(c.response().status, 204);
     assert_eq!(second.recv(WAIT).expect("request").path(), "/after");
     assert!(second.try_drain().is_empty());
+}
+
+const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+
+impl Client {
+    /// Exactly `n` bytes, from what is buffered, then the socket.
+    fn bytes(&mut self, n: usize) -> Vec<u8> {
+        while self.buf.len() < n {
+            self.fill();
+        }
+        self.buf.drain(..n).collect()
+    }
+}
+
+#[test]
+fn raw_bytes_now_then_later_then_the_next_request() {
+    let server = Server::with_script(|_, _| Reply::Raw {
+        now: OK.to_vec(),
+        later: Some((Duration::from_millis(50), b"LATE".to_vec())),
+        close: false,
+    });
+    let mut c = Client::connect(&server);
+    c.get("/a");
+    assert_eq!(c.bytes(OK.len()), OK);
+    assert_eq!(server.recv(WAIT).expect("first request").path(), "/a");
+    assert_eq!(server.recv_late(WAIT), Some(0));
+    assert_eq!(c.bytes(4), b"LATE");
+
+    // Two requests at once: the second is answered after the first one's late bytes.
+    c.send(b"GET /b HTTP/1.1\r\nHost: x\r\n\r\nGET /c HTTP/1.1\r\nHost: x\r\n\r\n");
+    let expected = [OK, b"LATE", OK, b"LATE"].concat();
+    assert_eq!(c.bytes(expected.len()), expected);
+    let reqs = server.recv_n(2, WAIT);
+    let paths: Vec<&str> = reqs.iter().map(|r| r.path()).collect();
+    assert_eq!(paths, ["/b", "/c"]);
+    assert_eq!((reqs[0].index, reqs[1].index), (1, 2));
+    assert_eq!(
+        (server.recv_late(WAIT), server.recv_late(WAIT)),
+        (Some(1), Some(2))
+    );
+    assert_eq!(server.connections(), 1);
+}
+
+#[test]
+fn raw_bytes_then_later_then_close() {
+    let server = Server::with_script(|_, _| Reply::Raw {
+        now: OK.to_vec(),
+        later: Some((Duration::from_millis(20), b"BYE".to_vec())),
+        close: true,
+    });
+    let mut c = Client::connect(&server);
+    c.get("/a");
+    assert_eq!(c.read_rest(), Ok([OK, b"BYE"].concat()));
+    assert_eq!(server.recv_late(WAIT), Some(0));
+    assert_eq!(server.requests(), 1);
+}
+
+#[test]
+fn expect_100_continue_then_the_body() {
+    let server = Server::start();
+    let mut c = Client::connect(&server);
+    c.send(b"POST /log HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n");
+    assert_eq!(c.response().status, 100);
+    c.send(b"x=1");
+    assert_eq!(c.response().status, 200);
+    let req = server.recv(WAIT).expect("request");
+    assert_eq!(req.body, b"x=1");
+    assert_eq!(req.header("expect"), Some("100-continue"));
+}
+
+#[test]
+fn a_request_hyper_cannot_parse_gets_400_then_eof_and_is_not_counted() {
+    let server = Server::start();
+    let mut c = Client::connect(&server);
+    c.send(b"NOT A REQUEST LINE\r\n\r\n");
+    assert_eq!(c.response().status, 400);
+    assert_eq!(c.read_rest(), Ok(Vec::new()));
+    assert_eq!(server.requests(), 0);
+    assert!(server.try_drain().is_empty());
+}
+
+#[test]
+fn a_script_that_panics_answers_500_and_the_connection_goes_on() {
+    let server = Server::with_script(|i, _| {
+        assert!(i != 0, "a script panics (as this test wants)");
+        Reply::Status(200)
+    });
+    let mut c = Client::connect(&server);
+    c.get("/panics");
+    assert_eq!(c.response().status, 500);
+    c.get("/fine");
+    assert_eq!(c.response().status, 200);
+    assert_eq!(server.recv_n(2, WAIT).len(), 2);
+}
+
+#[test]
+fn drop_while_a_script_blocks_returns_and_closes_the_connection() {
+    let (gate_tx, gate_rx) = crossbeam_channel::bounded::<()>(0);
+    let server = Server::with_script(move |_, _| {
+        let _ = gate_rx.recv_timeout(WAIT); // returns at once when the test drops `gate_tx`
+        Reply::Status(200)
+    });
+    let mut c = Client::connect(&server);
+    c.get("/blocked");
+    let deadline = std::time::Instant::now() + WAIT;
+    while server.requests() == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(server.requests(), 1, "the script is running");
+    drop_bounded(server);
+    assert!(!matches!(c.read_rest(), Err(kind) if is_timeout(kind)));
+    drop(gate_tx);
 }

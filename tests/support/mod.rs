@@ -14,6 +14,18 @@
 //! answered exactly as over plain TCP. A failed handshake never panics or hangs the server: the
 //! TLS alert is sent, the connection is closed gracefully (its unread input drained, so the peer
 //! reads the alert instead of a reset), and the reason is kept for `tls_errors()`.
+//!
+//! HTTP is hyper's (its HTTP/1.1 server, on a tokio runtime that each `Server` owns; TLS is
+//! tokio-rustls): hyper reads every request (`Content-Length` or chunked bodies, `Expect:
+//! 100-continue`), answers what it cannot parse itself (a 400, then a close), and writes the
+//! normal replies (`Status`, `StatusWithHeaders`, `Delay`). Header names come as hyper gives
+//! them, lowercase. Scripts run on the runtime's blocking pool, so one may block (on a gate);
+//! one that panics answers 500. The fault replies (`Raw`, `Garbage`, `Close`, `Hang`) are bytes
+//! no server would send: a tap between hyper and the stream writes them in place of hyper's
+//! answer, without parsing anything, and shuts the socket down (both ways, with no TLS
+//! `close_notify`) where the reply says to close. A request that a client sent before a `Raw`
+//! reply's `later` bytes came is read and scripted at once, but answered (and handed over) only
+//! after those bytes, right after them.
 #![allow(dead_code)]
 
 pub mod certs;
@@ -66,15 +78,26 @@ pub fn get<'a>(fields: &'a [(String, String)], key: &str) -> &'a str {
 }
 
 use std::collections::HashMap;
-use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::io::{self, ErrorKind};
+use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpStream as StdStream};
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::{self, JoinHandle};
+use std::task::{Context, Poll, Waker, ready};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{HeaderName, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 
 /// One request as the server read it.
 #[derive(Debug, Clone)]
@@ -82,7 +105,8 @@ pub struct Request {
     pub method: String,
     /// Path and query exactly as sent on the request line.
     pub target: String,
-    /// Header names and values as sent (values trimmed), in order.
+    /// Header names (as hyper gives them: lowercase) and values, in the order hyper keeps them
+    /// (the order sent, but for repeats of a name, which follow its first one).
     pub headers: Vec<(String, String)>,
     /// The body: `Content-Length` bytes, or the decoded chunks of a chunked body.
     pub body: Vec<u8>,
@@ -156,21 +180,23 @@ pub enum Reply {
     },
 }
 
+/// What [`Reply::Garbage`] writes.
+const GARBAGE: &[u8] = b"\x00\xffNOT HTTP AT ALL\xfe\r\n\r\n";
+
 type Script = dyn Fn(usize, &Request) -> Reply + Send + Sync;
 
 struct Shared {
     script: Box<Script>,
     stop: AtomicBool,
-    /// Never sent on; disconnected when the server drops, which wakes `Delay` and `Hang`.
-    stop_rx: Receiver<()>,
+    /// Set to `true` when the server drops, which wakes every `Delay`, `Hang` and connection.
+    stop_tx: watch::Sender<bool>,
     delivered: Sender<Request>,
     /// Told the index of each request after whose answer a `Raw` reply wrote more, unasked.
     late: Sender<usize>,
     connections: AtomicUsize,
     requests: AtomicUsize,
-    /// A clone of every open connection, by index, so that drop can shut them down.
-    open: Mutex<HashMap<usize, TcpStream>>,
-    threads: Mutex<Vec<JoinHandle<()>>>,
+    /// A clone of every open connection's socket, by index, so that drop can shut them down.
+    open: Mutex<HashMap<usize, Arc<StdStream>>>,
     /// `Some` for a TLS server.
     tls: Option<Arc<rustls::ServerConfig>>,
     /// Why each failed TLS handshake failed, in order.
@@ -179,13 +205,34 @@ struct Shared {
     client_certificates: Mutex<Vec<Vec<u8>>>,
 }
 
+impl Shared {
+    /// Returns once the server is dropped.
+    async fn stopped(&self) {
+        let mut rx = self.stop_tx.subscribe();
+        let _ = rx.wait_for(|&stop| stop).await;
+    }
+
+    /// Sleeps for `d`, cut short when the server drops: whether the whole `d` passed.
+    async fn sleep(&self, d: Duration) -> bool {
+        tokio::select! {
+            _ = tokio::time::sleep(d) => true,
+            _ = self.stopped() => false,
+        }
+    }
+}
+
+/// Held by every task of the server: the receiver in [`Server`] sees it disconnect once they
+/// have all ended.
+type Alive = Sender<()>;
+
 pub struct Server {
     addr: SocketAddr,
     shared: Arc<Shared>,
-    stop_tx: Option<Sender<()>>,
     rx: Receiver<Request>,
     late_rx: Receiver<usize>,
-    accept: Option<JoinHandle<()>>,
+    /// Disconnected once every task (the accept loop, each connection) has ended.
+    done: Receiver<()>,
+    runtime: Option<tokio::runtime::Runtime>,
 }
 
 impl Server {
@@ -234,37 +281,44 @@ impl Server {
                 "support::Server binds 127.0.0.1 only",
             ));
         }
-        let listener = TcpListener::bind(addr)?; // std sets SO_REUSEADDR on Unix
+        let listener = std::net::TcpListener::bind(addr)?; // std sets SO_REUSEADDR on Unix
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
-        let (stop_tx, stop_rx) = crossbeam_channel::bounded(0);
+        // Its own runtime: two workers for the connections; scripts, which may block, run on
+        // its blocking pool.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("support-server")
+            .enable_all()
+            .build()?;
+        let listener = {
+            let _entered = runtime.enter();
+            TcpListener::from_std(listener)?
+        };
         let (delivered, rx) = crossbeam_channel::unbounded();
         let (late, late_rx) = crossbeam_channel::unbounded();
+        let (alive, done) = crossbeam_channel::bounded(0);
         let shared = Arc::new(Shared {
             script,
             stop: AtomicBool::new(false),
-            stop_rx,
+            stop_tx: watch::Sender::new(false),
             delivered,
             late,
             connections: AtomicUsize::new(0),
             requests: AtomicUsize::new(0),
             open: Mutex::new(HashMap::new()),
-            threads: Mutex::new(Vec::new()),
             tls,
             tls_errors: Mutex::new(Vec::new()),
             client_certificates: Mutex::new(Vec::new()),
         });
-        let sh = shared.clone();
-        let accept = thread::Builder::new()
-            .name("support-accept".into())
-            .spawn(move || accept_loop(listener, sh))?;
+        runtime.spawn(accept_loop(listener, shared.clone(), alive));
         Ok(Server {
             addr,
             shared,
-            stop_tx: Some(stop_tx),
             rx,
             late_rx,
-            accept: Some(accept),
+            done,
+            runtime: Some(runtime),
         })
     }
 
@@ -342,28 +396,17 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.shared.stop.store(true, SeqCst);
-        self.stop_tx.take(); // wakes every Delay and Hang
+        self.shared.stop_tx.send_replace(true); // wakes every Delay, Hang and connection
         for s in lock(&self.shared.open).values() {
-            let _ = s.shutdown(Shutdown::Both);
+            let _ = s.shutdown(Shutdown::Both); // the peers see EOF now
         }
-        let deadline = Instant::now() + Duration::from_secs(3);
-        if let Some(h) = self.accept.take() {
-            join_by(h, deadline); // the listener closes when the accept loop returns
+        // Every task ends on the stop signal (the listener closes with the accept loop); a
+        // script still blocked on the blocking pool is left behind, detached.
+        let _ = self.done.recv_timeout(Duration::from_secs(3));
+        lock(&self.shared.open).clear();
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
         }
-        let handles = std::mem::take(&mut *lock(&self.shared.threads));
-        for h in handles {
-            join_by(h, deadline);
-        }
-    }
-}
-
-/// Joins a thread if it ends before `deadline`; otherwise leaves it detached.
-fn join_by(h: JoinHandle<()>, deadline: Instant) {
-    while !h.is_finished() && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(2));
-    }
-    if h.is_finished() {
-        let _ = h.join();
     }
 }
 
@@ -371,308 +414,416 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn accept_loop(listener: TcpListener, sh: Arc<Shared>) {
-    while !sh.stop.load(SeqCst) {
-        let stream = match listener.accept() {
-            Ok((stream, _)) => stream,
-            Err(_) => {
-                // WouldBlock (nothing pending) or a transient error such as ECONNABORTED
-                thread::sleep(Duration::from_millis(5));
-                continue;
-            }
+async fn accept_loop(listener: TcpListener, sh: Arc<Shared>, alive: Alive) {
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = sh.stopped() => return, // drops the listener: the port closes
+        };
+        let Ok((tcp, _)) = accepted else {
+            // a transient error such as ECONNABORTED, or out of file descriptors
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            continue;
         };
         let conn = sh.connections.fetch_add(1, SeqCst);
-        let _ = stream.set_nonblocking(false);
-        let _ = stream.set_nodelay(true);
-        if let Ok(clone) = stream.try_clone() {
-            let mut open = lock(&sh.open);
-            open.insert(conn, clone);
-            if sh.stop.load(SeqCst) {
-                let _ = stream.shutdown(Shutdown::Both); // drop already swept `open`
-            }
+        let _ = tcp.set_nodelay(true);
+        // A second handle on the socket, for shutting it down from outside hyper and TLS.
+        let Ok((tcp, sock)) = split_off_handle(tcp) else {
+            continue;
+        };
+        lock(&sh.open).insert(conn, sock.clone());
+        if sh.stop.load(SeqCst) {
+            let _ = sock.shutdown(Shutdown::Both); // drop already swept `open`
         }
-        let sh2 = sh.clone();
-        let spawned = thread::Builder::new()
-            .name(format!("support-conn-{conn}"))
-            .spawn(move || serve(stream, conn, &sh2));
-        if let Ok(h) = spawned {
-            lock(&sh.threads).push(h);
-        }
+        tokio::spawn(serve(tcp, sock, conn, sh.clone(), alive.clone()));
     }
 }
 
-fn serve(stream: TcpStream, conn: usize, sh: &Shared) {
-    // An I/O error just ends the connection.
-    let _ = match &sh.tls {
-        None => serve_conn(&stream, conn, sh),
-        Some(config) => serve_tls(&stream, config.clone(), conn, sh),
+/// The socket back, and a duplicate handle on it.
+fn split_off_handle(tcp: TcpStream) -> io::Result<(TcpStream, Arc<StdStream>)> {
+    let std = tcp.into_std()?;
+    let dup = std.try_clone()?;
+    Ok((TcpStream::from_std(std)?, Arc::new(dup)))
+}
+
+async fn serve(tcp: TcpStream, sock: Arc<StdStream>, conn: usize, sh: Arc<Shared>, alive: Alive) {
+    let work = async {
+        match sh.tls.clone() {
+            None => serve_http(tcp, sock.clone(), conn, sh.clone(), alive.clone()).await,
+            Some(config) => serve_tls(tcp, config, sock.clone(), conn, sh.clone(), &alive).await,
+        }
     };
-    let _ = stream.shutdown(Shutdown::Both);
+    tokio::select! {
+        _ = work => {}
+        _ = sh.stopped() => {}
+    }
+    let _ = sock.shutdown(Shutdown::Both);
     lock(&sh.open).remove(&conn);
 }
 
 /// Completes the TLS handshake, then serves requests over it as over plain TCP.
-fn serve_tls(
-    stream: &TcpStream,
+async fn serve_tls(
+    tcp: TcpStream,
     config: Arc<rustls::ServerConfig>,
+    sock: Arc<StdStream>,
     conn: usize,
-    sh: &Shared,
-) -> io::Result<()> {
-    let mut tls = rustls::ServerConnection::new(config).map_err(io::Error::other)?;
-    let mut sock = stream;
-    while tls.is_handshaking() {
-        if let Err(e) = tls.complete_io(&mut sock) {
-            // complete_io has already sent the alert describing a TLS error, if there is one.
+    sh: Arc<Shared>,
+    alive: &Alive,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    match acceptor.accept(tcp).into_fallible().await {
+        Ok(tls) => {
+            let (_, session) = tls.get_ref();
+            if let Some(cert) = session.peer_certificates().and_then(|certs| certs.first()) {
+                lock(&sh.client_certificates).push(cert.as_ref().to_vec());
+            }
+            serve_http(tls, sock, conn, sh, alive.clone()).await;
+        }
+        Err((e, tcp)) => {
+            // tokio-rustls has already sent the alert describing a TLS error, if there is one.
             lock(&sh.tls_errors).push(e.to_string());
-            linger(stream, sh);
-            return Ok(());
+            linger(tcp).await;
         }
     }
-    if let Some(cert) = tls.peer_certificates().and_then(|certs| certs.first()) {
-        lock(&sh.client_certificates).push(cert.as_ref().to_vec());
-    }
-    serve_conn(rustls::StreamOwned::new(tls, sock), conn, sh)
 }
 
 /// Closes gracefully after a failed handshake: sends FIN, then reads and drops what the peer
-/// still sends until it closes too (at most 2 s, or until the server drops), so that closing
-/// with unread input does not reset the connection before the peer has read the alert.
-fn linger(stream: &TcpStream, sh: &Shared) {
-    let _ = stream.shutdown(Shutdown::Write);
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(50)));
-    let deadline = Instant::now() + Duration::from_secs(2);
-    let mut buf = [0u8; 4096];
-    while !sh.stop.load(SeqCst) && Instant::now() < deadline {
-        match (&*stream).read(&mut buf) {
-            Ok(0) => return,
-            Ok(_) => {}
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(_) => return,
+/// still sends until it closes too (at most 2 s; the caller cuts it short when the server
+/// drops), so that closing with unread input does not reset the connection before the peer has
+/// read the alert.
+async fn linger(mut tcp: TcpStream) {
+    let _ = tcp.shutdown().await;
+    let drain = async {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = tcp.read(&mut buf).await {
+            if n == 0 {
+                return;
+            }
         }
-    }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
 }
 
-/// Serves requests on one connection: `stream` is the socket (`&TcpStream`) or a TLS stream.
-fn serve_conn<S: Read + Write>(stream: S, conn: usize, sh: &Shared) -> io::Result<()> {
-    let mut reader = BufReader::new(stream);
-    while !sh.stop.load(SeqCst) {
-        let (mut req, keep_alive) = match read_request(&mut reader, conn) {
-            Ok(Some(r)) => r,
-            Ok(None) => return Ok(()), // clean EOF between requests
-            Err(e) if e.kind() == ErrorKind::InvalidData => {
-                return respond(reader.get_mut(), 400, &[], false);
-            }
-            Err(e) => return Err(e),
-        };
-        req.index = sh.requests.fetch_add(1, SeqCst);
-        let index = req.index;
-        let script = AssertUnwindSafe(|| (sh.script)(req.index, &req));
-        let reply = catch_unwind(script).unwrap_or(Reply::Status(500)); // the panic is printed
-        if let Reply::Delay(d, _) = reply {
-            let _ = sh.stop_rx.recv_timeout(d); // cut short when the server drops
-        }
-        let _ = sh.delivered.send(req);
-        let (code, headers) = match reply {
-            Reply::Status(code) | Reply::Delay(_, code) => (code, Vec::new()),
-            Reply::StatusWithHeaders(code, headers) => (code, headers),
-            Reply::Hang => {
-                let _ = sh.stop_rx.recv(); // returns when the server drops
-                return Ok(());
-            }
-            Reply::Close => return Ok(()),
-            Reply::Garbage => {
-                let w = reader.get_mut();
-                w.write_all(b"\x00\xffNOT HTTP AT ALL\xfe\r\n\r\n")?;
-                return w.flush();
-            }
-            Reply::Raw { now, later, close } => {
-                let w = reader.get_mut();
-                w.write_all(&now)?;
-                w.flush()?;
-                if let Some((wait, bytes)) = later {
-                    if sh.stop_rx.recv_timeout(wait).is_ok() || sh.stop.load(SeqCst) {
-                        return Ok(());
-                    }
-                    w.write_all(&bytes)?;
-                    w.flush()?;
-                    let _ = sh.late.send(index);
-                }
-                if close {
-                    return Ok(());
-                }
-                continue;
-            }
-        };
-        let keep_alive = keep_alive && !has_token(&headers, "connection", "close");
-        respond(reader.get_mut(), code, &headers, keep_alive)?;
-        if !keep_alive {
-            return Ok(());
-        }
-    }
-    Ok(())
+/// Serves requests on one connection with hyper: `io` is the socket or a TLS stream.
+async fn serve_http<S>(io: S, sock: Arc<StdStream>, conn: usize, sh: Arc<Shared>, alive: Alive)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let tap = Tap {
+        io,
+        sock,
+        state: Arc::new(Mutex::new(TapState::default())),
+        late: sh.late.clone(),
+    };
+    let control = TapControl {
+        state: tap.state.clone(),
+        held: Arc::new(watch::Sender::new(false)),
+    };
+    let service =
+        service_fn(move |req| answer(req, sh.clone(), conn, control.clone(), alive.clone()));
+    let _ = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(None) // a client may take its time, as with any socket
+        // A client that shuts down its sending side after a request still gets the answer;
+        // and hyper reads nothing while a request is being answered.
+        .half_close(true)
+        .serve_connection(TokioIo::new(tap), service)
+        .await;
 }
 
-/// Whether a comma-separated header holds `token` (case-insensitive).
-fn has_token(headers: &[(String, String)], name: &str, token: &str) -> bool {
-    headers.iter().any(|(k, v)| {
-        k.eq_ignore_ascii_case(name) && v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token))
-    })
-}
+type Answer = Response<Full<Bytes>>;
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-fn bad(what: &str) -> io::Error {
-    io::Error::new(ErrorKind::InvalidData, what.to_string())
-}
-
-fn eof() -> io::Error {
-    io::Error::from(ErrorKind::UnexpectedEof)
-}
-
-/// A line without its CRLF (or LF); `None` at EOF before any byte.
-fn read_line(r: &mut impl BufRead) -> io::Result<Option<String>> {
-    let mut buf = Vec::new();
-    if r.read_until(b'\n', &mut buf)? == 0 {
-        return Ok(None);
-    }
-    if buf.pop() != Some(b'\n') {
-        return Err(eof()); // cut off mid-line
-    }
-    if buf.last() == Some(&b'\r') {
-        buf.pop();
-    }
-    Ok(Some(String::from_utf8_lossy(&buf).into_owned()))
-}
-
-/// Reads `n` bytes (without trusting `n` for an allocation).
-fn read_exact_n(r: &mut impl BufRead, n: usize, out: &mut Vec<u8>) -> io::Result<()> {
-    let start = out.len();
-    r.take(n as u64).read_to_end(out)?;
-    if out.len() - start != n {
-        Err(eof())
-    } else {
-        Ok(())
-    }
-}
-
-/// One request and whether the connection stays open after it; `None` on EOF before a request.
-fn read_request<S: Read + Write>(
-    r: &mut BufReader<S>,
+/// Reads one request's body, asks the script, and answers (or arranges the fault).
+async fn answer(
+    req: hyper::Request<Incoming>,
+    sh: Arc<Shared>,
     conn: usize,
-) -> io::Result<Option<(Request, bool)>> {
-    let line = loop {
-        match read_line(r)? {
-            None => return Ok(None),
-            Some(l) if l.is_empty() => continue, // stray CRLF between requests
-            Some(l) => break l,
-        }
-    };
-    let parts: Vec<&str> = line.split(' ').collect();
-    let [method, target, version] = parts[..] else {
-        return Err(bad("bad request line"));
-    };
-    if !version.starts_with("HTTP/1.") {
-        return Err(bad("not HTTP/1.x"));
-    }
-    let mut headers = Vec::new();
-    loop {
-        let l = read_line(r)?.ok_or_else(eof)?;
-        if l.is_empty() {
-            break;
-        }
-        let (k, v) = l.split_once(':').ok_or_else(|| bad("bad header line"))?;
-        headers.push((k.trim().to_string(), v.trim().to_string()));
-    }
-    let mut req = Request {
-        method: method.to_string(),
-        target: target.to_string(),
-        headers,
-        body: Vec::new(),
+    tap: TapControl,
+    alive: Alive,
+) -> Result<Answer, BoxError> {
+    // After a close (or one due once `later` bytes are written), requests are not read.
+    tap.open()?;
+    let (head, body) = req.into_parts();
+    let body = body.collect().await?.to_bytes();
+    let index = sh.requests.fetch_add(1, SeqCst);
+    let req = Request {
+        method: head.method.as_str().to_string(),
+        target: head.uri.to_string(),
+        headers: head
+            .headers
+            .iter()
+            .map(|(k, v)| {
+                let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
+                (k.as_str().to_string(), v)
+            })
+            .collect(),
+        body: body.to_vec(),
         conn,
-        index: 0,
+        index,
     };
-    let has = |name, token| has_token(&req.headers, name, token);
-    let keep_alive = if version == "HTTP/1.0" {
-        has("connection", "keep-alive")
-    } else {
-        !has("connection", "close")
-    };
-    if has("expect", "100-continue") {
-        let w = r.get_mut();
-        w.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
-        w.flush()?;
+    // The script may block (on a gate, say): never on the runtime's workers.
+    let sh2 = sh.clone();
+    let (reply, req) = tokio::task::spawn_blocking(move || {
+        let script = AssertUnwindSafe(|| (sh2.script)(index, &req));
+        let reply = catch_unwind(script).unwrap_or(Reply::Status(500)); // the panic is printed
+        (reply, req)
+    })
+    .await?;
+    // A request sent before the last answer's `later` bytes came (by a client that did not
+    // wait for them) is answered after them, and right after them.
+    tap.unheld(&sh).await?;
+    if let Reply::Delay(d, _) = reply {
+        sh.sleep(d).await;
     }
-    if let Some(te) = req.header("transfer-encoding") {
-        if !te.eq_ignore_ascii_case("chunked") {
-            return Err(bad("unsupported transfer-encoding"));
+    let _ = sh.delivered.send(req);
+    match reply {
+        Reply::Status(code) | Reply::Delay(_, code) => Ok(response(code, &[])),
+        Reply::StatusWithHeaders(code, headers) => Ok(response(code, &headers)),
+        Reply::Hang => {
+            sh.stopped().await;
+            Err("the server was dropped".into())
         }
-        loop {
-            let size_line = read_line(r)?.ok_or_else(eof)?;
-            let size = size_line.split(';').next().unwrap_or("").trim();
-            let size = usize::from_str_radix(size, 16).map_err(|_| bad("bad chunk size"))?;
-            if size == 0 {
-                while !read_line(r)?.ok_or_else(eof)?.is_empty() {} // trailers
-                break;
-            }
-            read_exact_n(r, size, &mut req.body)?;
-            if !read_line(r)?.ok_or_else(eof)?.is_empty() {
-                return Err(bad("chunk not followed by CRLF"));
-            }
+        Reply::Close => {
+            tap.replace(b"", false, true);
+            Ok(Response::new(Full::default()))
         }
-    } else if let Some(len) = req.header("content-length") {
-        let len = len.parse().map_err(|_| bad("bad content-length"))?;
-        let mut body = Vec::new();
-        read_exact_n(r, len, &mut body)?;
-        req.body = body;
+        Reply::Garbage => {
+            tap.replace(GARBAGE, false, true);
+            Ok(Response::new(Full::default()))
+        }
+        Reply::Raw { now, later, close } => {
+            match later {
+                None => tap.replace(&now, false, close),
+                Some((wait, bytes)) => {
+                    tap.replace(&now, true, close);
+                    tokio::spawn(async move {
+                        if sh.sleep(wait).await {
+                            tap.inject(bytes, index);
+                        }
+                        drop(alive);
+                    });
+                }
+            }
+            // hyper writes this one into the void: the tap writes `now` in its place
+            Ok(Response::new(Full::default()))
+        }
     }
-    Ok(Some((req, keep_alive)))
 }
 
-fn respond(
-    w: &mut impl Write,
-    code: u16,
-    headers: &[(String, String)],
-    keep_alive: bool,
-) -> io::Result<()> {
-    let reason = reason(code);
-    let body = if code < 200 || code == 204 || code == 304 {
+/// A real answer: `code`, the given headers, and `"{reason}\n"` (no body for 1xx, 204, 304).
+fn response(code: u16, headers: &[(String, String)]) -> Answer {
+    let status = StatusCode::from_u16(code).expect("support::Reply: a status from 100 to 999");
+    let body = if status.is_informational() || code == 204 || code == 304 {
         String::new()
     } else {
-        format!("{reason}\n")
+        format!("{}\n", status.canonical_reason().unwrap_or("Status"))
     };
-    let mut head = format!(
-        "HTTP/1.1 {code} {reason}\r\nContent-Length: {}\r\n",
-        body.len()
-    );
+    let mut answer = Response::new(Full::new(Bytes::from(body)));
+    *answer.status_mut() = status;
     for (k, v) in headers {
-        if !k.eq_ignore_ascii_case("connection") {
-            head.push_str(&format!("{k}: {v}\r\n"));
-        }
+        let k = HeaderName::from_bytes(k.as_bytes()).expect("support::Reply: a header name");
+        let v = HeaderValue::from_str(v).expect("support::Reply: a header value");
+        answer.headers_mut().append(k, v);
     }
-    head.push_str(if keep_alive {
-        "\r\n"
-    } else {
-        "Connection: close\r\n\r\n"
-    });
-    head.push_str(&body);
-    w.write_all(head.as_bytes())?;
-    w.flush()
+    answer
 }
 
-fn reason(code: u16) -> &'static str {
-    match code {
-        200 => "OK",
-        202 => "Accepted",
-        204 => "No Content",
-        400 => "Bad Request",
-        404 => "Not Found",
-        408 => "Request Timeout",
-        413 => "Content Too Large",
-        429 => "Too Many Requests",
-        500 => "Internal Server Error",
-        501 => "Not Implemented",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
-        _ => "Status",
+/// The IO under hyper: the socket or TLS stream, and the fault replies' bytes. When told to
+/// (by [`TapControl`]), it writes bytes of ours to the stream in place of hyper's next answer
+/// (which it swallows), writes more of ours later, unasked, and shuts the connection down. It
+/// never looks at the bytes it passes.
+struct Tap<S> {
+    io: S,
+    /// The socket under `io`, to shut down both ways without a TLS close_notify.
+    sock: Arc<StdStream>,
+    state: Arc<Mutex<TapState>>,
+    late: Sender<usize>,
+}
+
+#[derive(Default)]
+struct TapState {
+    /// Bytes of ours to write to the stream before anything else; `sent` of them are written.
+    out: Vec<u8>,
+    sent: usize,
+    /// Bytes of ours were written: the stream is owed a flush.
+    flush: bool,
+    /// Told on `late` once `out` is written and flushed.
+    late: Vec<usize>,
+    /// hyper's writes go nowhere until its next flush (all of its answer has come by then).
+    swallow: bool,
+    /// `later` bytes are still to come: the next answer waits for them.
+    hold: bool,
+    /// Shut the socket down both ways once `out` is written (and nothing is held).
+    close: bool,
+    /// Shut down: hyper reads EOF, its writes go nowhere.
+    closed: bool,
+    /// The task waiting in a read (or a shutdown) that `swallow` or `hold` holds.
+    waker: Option<Waker>,
+}
+
+/// The service's side of a connection's [`Tap`].
+#[derive(Clone)]
+struct TapControl {
+    state: Arc<Mutex<TapState>>,
+    /// `TapState::hold`, for the service to wait on.
+    held: Arc<watch::Sender<bool>>,
+}
+
+impl TapControl {
+    /// An error if the connection is closed, or is to close once `later` bytes are written.
+    fn open(&self) -> Result<(), BoxError> {
+        let st = lock(&self.state);
+        if st.close || st.closed {
+            return Err("the connection is closing".into());
+        }
+        Ok(())
+    }
+
+    /// Waits until no `later` bytes are still to come (an error if the server drops).
+    async fn unheld(&self, sh: &Shared) -> Result<(), BoxError> {
+        let mut held = self.held.subscribe();
+        // (The watch's guard is dropped at once: `open` takes the state's lock, under which
+        // `replace` and `inject` may be waiting to send on the watch.)
+        let unheld = async {
+            let _ = held.wait_for(|&hold| !hold).await;
+        };
+        tokio::select! {
+            _ = unheld => {}
+            _ = sh.stopped() => return Err("the server was dropped".into()),
+        }
+        self.open()
+    }
+
+    /// hyper's next answer is not written: `now` is, in its place. Then, if `hold`, the next
+    /// answer waits for [`TapControl::inject`]; then, if `close`, the connection is shut down.
+    fn replace(&self, now: &[u8], hold: bool, close: bool) {
+        let mut st = lock(&self.state);
+        st.out.extend_from_slice(now);
+        st.swallow = true;
+        st.hold = hold;
+        st.close = close;
+        drop(st);
+        self.held.send_replace(hold);
+    }
+
+    /// Writes `bytes`, unasked, and tells `late` the `index` once they are written.
+    fn inject(&self, bytes: Vec<u8>, index: usize) {
+        let mut st = lock(&self.state);
+        st.out.extend_from_slice(&bytes);
+        st.flush = true;
+        st.late.push(index);
+        st.hold = false;
+        let waker = st.waker.take();
+        drop(st);
+        self.held.send_replace(false);
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Tap<S> {
+    /// Writes and flushes our pending bytes, then shuts down if that is what comes next.
+    fn drive(&mut self, st: &mut TapState, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while st.sent < st.out.len() {
+            let n = ready!(Pin::new(&mut self.io).poll_write(cx, &st.out[st.sent..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(ErrorKind::WriteZero.into()));
+            }
+            st.sent += n;
+            st.flush = true;
+        }
+        st.out.clear();
+        st.sent = 0;
+        if st.flush {
+            ready!(Pin::new(&mut self.io).poll_flush(cx))?;
+            st.flush = false;
+            for index in st.late.drain(..) {
+                let _ = self.late.send(index);
+            }
+        }
+        if st.close && !st.hold && !st.closed {
+            let _ = self.sock.shutdown(Shutdown::Both);
+            st.closed = true;
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Tap<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let state = this.state.clone();
+        let mut st = lock(&state);
+        ready!(this.drive(&mut st, cx))?;
+        if st.closed || (st.close && st.hold) {
+            return Poll::Ready(Ok(())); // EOF: nothing more is read on this connection
+        }
+        if st.swallow {
+            st.waker = Some(cx.waker().clone());
+            return Poll::Pending;
+        }
+        // Woken when `later` bytes come, to write them while hyper waits for a request.
+        st.waker = Some(cx.waker().clone());
+        drop(st);
+        Pin::new(&mut this.io).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Tap<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let state = this.state.clone();
+        let mut st = lock(&state);
+        ready!(this.drive(&mut st, cx))?;
+        if st.swallow || st.closed {
+            return Poll::Ready(Ok(buf.len()));
+        }
+        drop(st);
+        Pin::new(&mut this.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let state = this.state.clone();
+        let mut st = lock(&state);
+        if st.swallow {
+            // hyper flushes only once its whole answer has been handed over
+            st.swallow = false;
+            if let Some(w) = st.waker.take() {
+                w.wake();
+            }
+        }
+        ready!(this.drive(&mut st, cx))?;
+        if st.closed {
+            return Poll::Ready(Ok(()));
+        }
+        drop(st);
+        Pin::new(&mut this.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let state = this.state.clone();
+        let mut st = lock(&state);
+        ready!(this.drive(&mut st, cx))?;
+        if st.closed {
+            return Poll::Ready(Ok(())); // already shut down, with no TLS close_notify
+        }
+        if st.hold {
+            st.waker = Some(cx.waker().clone()); // `later` bytes first
+            return Poll::Pending;
+        }
+        drop(st);
+        Pin::new(&mut this.io).poll_shutdown(cx)
     }
 }
