@@ -14,8 +14,10 @@ use crate::error::{Error, ErrorKind};
 use crate::logger::{HttpLogger, Overflow};
 use crate::transport::conn::TlsTarget;
 use crate::transport::endpoint::Endpoint;
+use crate::transport::exchange::BodyHeaders;
 use crate::transport::{Transport, TransportConfig, tls};
 use crate::wire::Method;
+use crate::wire::batch::Batch;
 use crate::wire::encode::Encoding;
 use crate::wire::fields::{Fields, Statics};
 use crate::wire::record::now_ns;
@@ -148,6 +150,8 @@ pub struct Builder {
     connections: usize,
     map_record: Option<MapRecord>,
     json: bool,
+    batch: Option<Batch>,
+    gzip: bool,
     print_losses: bool,
     flush_on_signals: bool,
 }
@@ -186,6 +190,8 @@ impl Builder {
             connections: DEFAULT_CONNECTIONS,
             map_record: None,
             json: false,
+            batch: None,
+            gzip: false,
             print_losses: true,
             flush_on_signals: false,
         }
@@ -452,6 +458,38 @@ impl Builder {
         self
     }
 
+    /// Sends many records in one POST, as a collector takes them: NDJSON
+    /// ([`Batch::ndjson`]) or a JSON array ([`Batch::json_array`]) of the objects
+    /// [`json(true)`](Builder::json) sends one at a time. See [`Batch`] for when a batch goes
+    /// and what happens to one the receiver refuses. Needs [`Method::Post`] (build fails
+    /// otherwise); `json` is then implied.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), http_logger::Error> {
+    /// use http_logger::{Batch, HttpLogger};
+    ///
+    /// HttpLogger::builder("collector.internal:8080", "/logs")
+    ///     .batch(Batch::ndjson())
+    ///     .gzip(true)
+    ///     .init()?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// Defaults to none: one record per request, what Python's receivers expect.
+    pub fn batch(mut self, batch: Batch) -> Builder {
+        self.batch = Some(batch);
+        self
+    }
+
+    /// Compresses every body with gzip (`Content-Encoding: gzip`): batches and single
+    /// records alike. A GET has no body: build fails.
+    ///
+    /// Defaults to `false`.
+    pub fn gzip(mut self, gzip: bool) -> Builder {
+        self.gzip = gzip;
+        self
+    }
+
     /// Whether a shutdown that gives records up (dropping a built logger, the exit of the
     /// program) says so in one line on stderr: how many, where to, and why, as
     /// `http-logger: 2,749 records not delivered to http://127.0.0.1:9100/ within the 5 s
@@ -554,7 +592,20 @@ impl Builder {
         if !(1..=MAX_CONNECTIONS).contains(&self.connections) {
             return config_error("invalid connections: it must be from 1 to 64");
         }
-        let encoding = match (self.method, self.json) {
+        if let Some(batch) = &self.batch {
+            if self.method == Method::Get {
+                return config_error("batch(..) needs Method::Post: a GET has no body");
+            }
+            if batch.max_records == 0 || batch.max_bytes == 0 {
+                return config_error(
+                    "invalid batch: max_records and max_bytes must each be at least 1",
+                );
+            }
+        }
+        if self.gzip && self.method == Method::Get {
+            return config_error("gzip(true) needs Method::Post: a GET has no body");
+        }
+        let encoding = match (self.method, self.json || self.batch.is_some()) {
             (Method::Post, false) => Encoding::Form,
             (Method::Post, true) => Encoding::Json,
             (Method::Get, false) => Encoding::Query {
@@ -572,10 +623,17 @@ impl Builder {
                 .then(|| gethostname::gethostname().to_string_lossy().into_owned()),
             start_ns: now_ns(),
         });
+        let body = BodyHeaders {
+            content_type: match &self.batch {
+                Some(batch) => Some(batch.format.content_type()),
+                None => encoding.content_type(),
+            },
+            content_encoding: self.gzip.then_some("gzip"),
+        };
         let transport = TransportConfig::new(
             endpoint.clone(),
             encoding.method(),
-            encoding.content_type(),
+            body,
             &headers,
             tls,
             self.connect_timeout,
@@ -593,9 +651,11 @@ impl Builder {
                 transport: Transport::new(transport.clone()),
                 encoding: encoding.clone(),
                 payload: Vec::new(),
-                look_ahead: self.connections == 1,
+                look_ahead: self.connections == 1 && self.batch.is_none(),
                 ahead: None,
                 ahead_payload: Vec::new(),
+                batch: self.batch.clone(),
+                gzip: self.gzip,
                 statics: statics.clone(),
                 shared: shared.clone(),
                 retry: self.retry,

@@ -130,6 +130,7 @@ pub use error::{Error, ErrorKind};
 pub use layer::HttpLayer;
 pub use logger::{HttpLogger, Overflow, last_error, stats};
 pub use wire::Method;
+pub use wire::batch::{Batch, DEFAULT_BATCH_BYTES, DEFAULT_BATCH_DELAY, DEFAULT_BATCH_RECORDS};
 pub use wire::fields::Fields;
 
 #[doc = include_str!("../README.md")]

@@ -25,6 +25,18 @@ fn child(scenario: &str, host: &str) {
                 log::info!("record {i}");
             }
         }
+        // A batching logger: the partial batch (its first record would wait a minute) goes at
+        // exit, gzip-compressed.
+        "batch-at-exit" => {
+            HttpLogger::builder(host, "/")
+                .batch(http_logger::Batch::ndjson().max_delay(Duration::from_secs(60)))
+                .gzip(true)
+                .init()
+                .expect("init");
+            for i in 0..7 {
+                log::info!("record {i}");
+            }
+        }
         // ... and before std::process::exit.
         "process-exit" => {
             HttpLogger::init(host, "/", Method::Post).expect("init");
@@ -436,6 +448,31 @@ fn delivers_every_record_logged_before_main_returns() {
     assert!(server.try_drain().is_empty(), "nothing more");
 }
 
+fn delivers_a_partial_batch_at_exit() {
+    let server = Server::start();
+    let out = run_child("batch-at-exit", &server.host());
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let batch = server.recv(WAIT).expect("the batch");
+    assert_eq!(batch.header("content-type"), Some("application/x-ndjson"));
+    assert_eq!(batch.header("content-encoding"), Some("gzip"));
+    let mut text = String::new();
+    std::io::Read::read_to_string(
+        &mut flate2::read::GzDecoder::new(&batch.body[..]),
+        &mut text,
+    )
+    .expect("a gzip body");
+    let msgs: Vec<String> = text
+        .lines()
+        .map(|line| {
+            let record: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+            record["msg"].as_str().expect("msg").to_owned()
+        })
+        .collect();
+    let want: Vec<String> = (0..7).map(|i| format!("record {i}")).collect();
+    assert_eq!(msgs, want, "one batch of every record, in order");
+    assert!(server.try_drain().is_empty(), "nothing more");
+}
+
 fn delivers_every_record_logged_before_process_exit() {
     let server = Server::start();
     let out = run_child("process-exit", &server.host());
@@ -553,7 +590,7 @@ fn main() {
         child(&scenario, &host);
         return;
     }
-    let tests: [(&str, fn()); 9] = [
+    let tests: [(&str, fn()); 10] = [
         (
             "tracing_and_log_together_send_every_record_once",
             tracing_and_log_together_send_every_record_once,
@@ -577,6 +614,10 @@ fn main() {
         (
             "delivers_every_record_logged_before_main_returns",
             delivers_every_record_logged_before_main_returns,
+        ),
+        (
+            "delivers_a_partial_batch_at_exit",
+            delivers_a_partial_batch_at_exit,
         ),
         (
             "delivers_every_record_logged_before_process_exit",

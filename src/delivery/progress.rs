@@ -93,6 +93,9 @@ pub(crate) struct Shared {
     /// Every record numbered below this was waited for by a flush that ran out of time: a
     /// shutdown does not wait for them a second time.
     waited_out: AtomicU64,
+    /// Every record numbered below this is waited for by a flush (or was): a batch holding
+    /// one goes at once instead of waiting for more records.
+    urgent: AtomicU64,
     /// About how many bytes the records in the queue (or being delivered) hold.
     queued_bytes: AtomicU64,
     /// The most `queued_bytes` may reach: a record past it is dropped.
@@ -156,6 +159,7 @@ impl Shared {
 
     fn flush_until(&self, deadline: Instant, waits_out: bool) -> bool {
         let target = self.next_seq.load(Ordering::SeqCst);
+        self.urgent.fetch_max(target, Ordering::SeqCst);
         let mut done = self.lock_done();
         loop {
             if done.below >= target {
@@ -226,6 +230,11 @@ impl Shared {
         self.abandon.store(true, Ordering::SeqCst);
         let _done = self.lock_done();
         self.progress.notify_all();
+    }
+
+    /// Whether a flush waits for record `seq`: a batch holding it should go now.
+    pub(crate) fn is_urgent(&self, seq: u64) -> bool {
+        seq < self.urgent.load(Ordering::SeqCst)
     }
 
     pub(crate) fn abandoned(&self) -> bool {

@@ -21,8 +21,11 @@ pub(crate) enum Decision {
     /// Worth one more try at once, on a new connection: an answer that is not HTTP we can use,
     /// the first time for this record.
     Resend { reason: String },
-    /// Never worth another try: any other status, a refused TLS handshake, a request that
-    /// cannot be made, or a second unusable answer.
+    /// Never worth another try of the same payload: the receiver refused it (any other
+    /// status). A batch is split and its halves sent again.
+    Refused { reason: String, status: u16 },
+    /// Never worth another try: a refused TLS handshake, a request that cannot be made, or a
+    /// second unusable answer.
     Reject { reason: String },
 }
 
@@ -56,7 +59,8 @@ pub(crate) fn classify_status(status: u16, retry_after: Option<Duration>) -> Dec
             reason: format!("receiver answered {status}"),
             retry_after,
         },
-        _ => Decision::Reject {
+        _ => Decision::Refused {
+            status,
             reason: format!("receiver answered {status}"),
         },
     }
@@ -135,7 +139,7 @@ mod tests {
         }
         for s in [100, 301, 302, 304, 400, 401, 403, 404, 413, 414, 501] {
             assert!(
-                matches!(classify_status(s, None), Decision::Reject { .. }),
+                matches!(classify_status(s, None), Decision::Refused { .. }),
                 "{s}"
             );
         }

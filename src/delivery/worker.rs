@@ -5,14 +5,15 @@ use std::cell::Cell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use crate::delivery::progress::{LOSS_REPORT_INTERVAL, LossReport, Shared};
 use crate::delivery::retry::{Decision, Jitter, RetryPolicy, decide};
 use crate::delivery::stats::Counters;
 use crate::transport::Transport;
+use crate::wire::batch::{Batch, gzip};
 use crate::wire::encode::Encoding;
 use crate::wire::fields::{FieldSource, Fields, RecordView, Statics};
 use crate::wire::record::Captured;
@@ -50,6 +51,29 @@ pub(crate) struct Worker {
     /// receiver was answering the one before: the encoding costs no time on the round trip.
     pub(crate) ahead: Option<(Captured, Result<(), String>)>,
     pub(crate) ahead_payload: Vec<u8>,
+    /// `Some`: records go many to a request (their `encoding` is JSON).
+    pub(crate) batch: Option<Batch>,
+    /// Whether bodies go gzip-compressed.
+    pub(crate) gzip: bool,
+}
+
+/// How long a worker filling a batch waits at a time for the next record before it checks
+/// whether a flush waits for the batch.
+const BATCH_POLL: Duration = Duration::from_millis(10);
+
+/// Why a payload was not delivered.
+struct Undelivered {
+    reason: String,
+    /// The receiver refused it with a 4xx status: a batch is worth splitting.
+    refused: bool,
+}
+
+/// A record of a batch: its JSON, or why it has none.
+struct Item<'a> {
+    rec: Captured,
+    json: Result<Vec<u8>, String>,
+    /// Its bytes leave the queue's count when the item is dropped.
+    _held: Held<'a>,
 }
 
 /// Releases a record's bytes from the queue's count when dropped.
@@ -81,9 +105,20 @@ fn prepare(
     Ok(())
 }
 
+/// Compresses the body in `out` in place, when bodies go gzip-compressed.
+fn seal(gzip_on: bool, out: &mut Vec<u8>) {
+    if gzip_on {
+        let body = std::mem::take(out);
+        gzip(&body, out);
+    }
+}
+
 impl Worker {
     pub(crate) fn run(mut self) {
         IN_WORKER.with(|w| w.set(true));
+        if let Some(batch) = self.batch.clone() {
+            return self.run_batches(&batch);
+        }
         let mut jitter = Jitter::new();
         let shared = self.shared.clone();
         loop {
@@ -103,6 +138,7 @@ impl Worker {
                             &rec,
                             &mut self.payload,
                         );
+                        seal(self.gzip, &mut self.payload);
                         (rec, prepared)
                     }
                     Err(_) => return,
@@ -117,7 +153,7 @@ impl Worker {
                 self.shared.finish(rec.seq, &counters.failed);
                 continue;
             }
-            match prepared.and_then(|()| self.deliver(&mut jitter)) {
+            match prepared.and_then(|()| self.deliver(&mut jitter).map_err(|u| u.reason)) {
                 Ok(()) => {
                     // Before the record is marked finished, so a flush waits for the report.
                     self.report_losses();
@@ -145,6 +181,7 @@ impl Worker {
             look_ahead,
             ahead,
             ahead_payload,
+            gzip,
             ..
         } = self;
         let mut look_ahead = || {
@@ -152,7 +189,10 @@ impl Worker {
                 if let Ok(next) = rx.try_recv() {
                     // Whatever happens here is the next record's, never the one in flight's.
                     let prepared = catch_unwind(AssertUnwindSafe(|| {
-                        prepare(encoding, statics, map_record.as_ref(), &next, ahead_payload)
+                        let prepared =
+                            prepare(encoding, statics, map_record.as_ref(), &next, ahead_payload);
+                        seal(*gzip, ahead_payload);
+                        prepared
                     }))
                     .unwrap_or_else(|_| Err("encoding the record panicked".to_owned()));
                     *ahead = Some((next, prepared));
@@ -162,14 +202,25 @@ impl Worker {
         decide(transport.send(payload, &mut look_ahead), unusable)
     }
 
-    /// Delivers one record, retrying what is transient within the retry policy.
-    fn deliver(&mut self, jitter: &mut Jitter) -> Result<(), String> {
+    /// Delivers the prepared payload (one record, or a batch), retrying what is transient
+    /// within the retry policy.
+    fn deliver(&mut self, jitter: &mut Jitter) -> Result<(), Undelivered> {
         let started = Instant::now();
         let (mut retries, mut unusable) = (0, 0);
+        let given_up = |reason| Undelivered {
+            reason,
+            refused: false,
+        };
         loop {
             match self.send(unusable) {
                 Decision::Delivered => return Ok(()),
-                Decision::Reject { reason } => return Err(reason),
+                Decision::Refused { reason, status } => {
+                    return Err(Undelivered {
+                        reason,
+                        refused: (400..500).contains(&status),
+                    });
+                }
+                Decision::Reject { reason } => return Err(given_up(reason)),
                 Decision::Resend { .. } => {
                     // At once, on a new connection (the transport closed the old one).
                     unusable += 1;
@@ -181,18 +232,162 @@ impl Worker {
                 } => {
                     retries += 1;
                     if retries > self.retry.attempts {
-                        return Err(format!("{reason} (out of retries)"));
+                        return Err(given_up(format!("{reason} (out of retries)")));
                     }
                     let wait = retry_after.unwrap_or_else(|| self.retry.backoff(retries, jitter));
                     // Saturating: `wait` may be a receiver's absurd `Retry-After`, and an
                     // overflow here would panic the worker and stop all delivery.
                     if started.elapsed().saturating_add(wait) > self.retry.budget {
-                        return Err(format!("{reason} (retry time budget spent)"));
+                        return Err(given_up(format!("{reason} (retry time budget spent)")));
                     }
                     Counters::add(&self.shared.counters.retried);
                     self.shared.note_problem(format!("{reason} (retrying)"));
                     if !self.shared.sleep(wait) {
-                        return Err(format!("{reason} (shut down before it could be retried)"));
+                        return Err(given_up(format!(
+                            "{reason} (shut down before it could be retried)"
+                        )));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The worker of a batching logger: takes a record (waiting as long as it takes), then
+    /// more until the batch is full by records or bytes, its first record has waited
+    /// `max_delay`, a flush (or a shutdown) waits for it, or the queue is closed; sends it.
+    fn run_batches(mut self, batch: &Batch) {
+        let mut jitter = Jitter::new();
+        let shared = self.shared.clone();
+        // A record that would have taken the last batch past max_bytes: it starts this one.
+        let mut carried: Option<Item<'_>> = None;
+        loop {
+            let first = match carried.take() {
+                Some(item) => item,
+                None => match self.rx.recv() {
+                    Ok(rec) => self.item(rec, &shared),
+                    Err(_) => return,
+                },
+            };
+            let waited_out = Instant::now() + batch.max_delay;
+            let mut items = vec![first];
+            let mut bytes = items[0].json.as_ref().map_or(0, Vec::len);
+            let first_seq = items[0].rec.seq;
+            while items.len() < batch.max_records && bytes < batch.max_bytes {
+                // Past the delay, or with a flush waiting: what the queue holds, no more.
+                let now = Instant::now();
+                let wait = if now >= waited_out || shared.is_urgent(first_seq) {
+                    Duration::ZERO
+                } else {
+                    (waited_out - now).min(BATCH_POLL)
+                };
+                if shared.abandoned() {
+                    break;
+                }
+                let next = if wait.is_zero() {
+                    match self.rx.try_recv() {
+                        Ok(rec) => Ok(rec),
+                        Err(_) => break,
+                    }
+                } else {
+                    self.rx.recv_timeout(wait)
+                };
+                match next {
+                    Ok(rec) => {
+                        let item = self.item(rec, &shared);
+                        let size = item.json.as_ref().map_or(0, Vec::len);
+                        // Full by bytes: this record starts the next batch.
+                        let full = bytes + size > batch.max_bytes;
+                        bytes += size;
+                        items.push(item);
+                        if full {
+                            break;
+                        }
+                    }
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+            }
+            // A record that would take a batch past max_bytes goes in the next one, unless it
+            // is alone.
+            if items.len() > 1 && bytes > batch.max_bytes {
+                carried = items.pop();
+            }
+            self.send_batch(batch, items, &mut jitter);
+        }
+    }
+
+    /// A record taken for a batch: encoded (through the `map_record` hook) to its JSON.
+    fn item<'a>(&self, rec: Captured, shared: &'a Shared) -> Item<'a> {
+        let held = Held(shared, rec.bytes());
+        let mut json = Vec::new();
+        let prepared = catch_unwind(AssertUnwindSafe(|| {
+            prepare(
+                &self.encoding,
+                &self.statics,
+                self.map_record.as_ref(),
+                &rec,
+                &mut json,
+            )
+        }))
+        .unwrap_or_else(|_| Err("encoding the record panicked".to_owned()));
+        Item {
+            rec,
+            json: prepared.map(|()| json),
+            _held: held,
+        }
+    }
+
+    /// Sends the records of a batch, in order, and finishes each: a batch the receiver
+    /// refuses with a 4xx is split in halves, each sent again, so that only the records it
+    /// refuses alone fail.
+    fn send_batch(&mut self, batch: &Batch, items: Vec<Item<'_>>, jitter: &mut Jitter) {
+        let shared = self.shared.clone();
+        if shared.abandoned() {
+            for item in &items {
+                shared.record_failure("the logger shut down before it was sent".into());
+                shared.finish(item.rec.seq, &shared.counters.failed);
+            }
+            return;
+        }
+        // Records that could not be encoded fail alone, now.
+        let mut ready = Vec::with_capacity(items.len());
+        for item in items {
+            match &item.json {
+                Ok(_) => ready.push(item),
+                Err(reason) => {
+                    shared.record_failure(reason.clone());
+                    shared.finish(item.rec.seq, &shared.counters.failed);
+                }
+            }
+        }
+        // Depth first, the first half before the second: the order is kept.
+        let mut parts = Vec::with_capacity(8);
+        parts.push(0..ready.len());
+        while let Some(part) = parts.pop() {
+            if part.is_empty() {
+                continue;
+            }
+            let bodies = ready[part.clone()]
+                .iter()
+                .map(|item| item.json.as_deref().unwrap_or_default());
+            batch.format.join(bodies, &mut self.payload);
+            seal(self.gzip, &mut self.payload);
+            match self.deliver(jitter) {
+                Ok(()) => {
+                    self.report_losses();
+                    for item in &ready[part] {
+                        shared.finish(item.rec.seq, &shared.counters.sent);
+                    }
+                }
+                Err(Undelivered { refused: true, .. }) if part.len() > 1 => {
+                    let middle = part.start + part.len() / 2;
+                    parts.push(middle..part.end);
+                    parts.push(part.start..middle);
+                }
+                Err(Undelivered { reason, .. }) => {
+                    for item in &ready[part] {
+                        shared.record_failure(reason.clone());
+                        shared.finish(item.rec.seq, &shared.counters.failed);
                     }
                 }
             }
@@ -240,6 +435,12 @@ impl Worker {
             statics: &self.statics,
         };
         self.encoding.encode(view, &mut self.payload);
+        if let Some(batch) = &self.batch {
+            // A batch of one, as the receiver takes them.
+            let json = std::mem::take(&mut self.payload);
+            batch.format.join([&json[..]], &mut self.payload);
+        }
+        seal(self.gzip, &mut self.payload);
         if decide(self.transport.send(&self.payload, &mut || ()), 0) == Decision::Delivered {
             *losses = LossReport {
                 dropped,

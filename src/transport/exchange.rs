@@ -50,6 +50,13 @@ impl std::fmt::Debug for Template {
 #[derive(Debug)]
 pub(crate) struct RenderError(pub(crate) String);
 
+/// What the headers say of every body: its type and its encoding (gzip). A GET has neither.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct BodyHeaders {
+    pub(crate) content_type: Option<&'static str>,
+    pub(crate) content_encoding: Option<&'static str>,
+}
+
 impl Template {
     /// `target` is the url's path and query; `headers` are the builder's, already checked (a
     /// header given there replaces ours of the same name, and `Content-Length` and
@@ -58,7 +65,7 @@ impl Template {
         method: Method,
         target: &str,
         host_header: &str,
-        content_type: Option<&'static str>,
+        body: BodyHeaders,
         headers: &[(HeaderName, HeaderValue)],
     ) -> Result<Template, RenderError> {
         let mut request = Request::new(());
@@ -76,8 +83,11 @@ impl Template {
             (http::header::USER_AGENT, USER_AGENT.to_owned()),
             (http::header::ACCEPT, "*/*".to_owned()),
         ];
-        if let Some(content_type) = content_type {
+        if let Some(content_type) = body.content_type {
             ours.push((http::header::CONTENT_TYPE, content_type.to_owned()));
+        }
+        if let Some(content_encoding) = body.content_encoding {
+            ours.push((http::header::CONTENT_ENCODING, content_encoding.to_owned()));
         }
         for (name, value) in ours {
             if !given(&name) {
@@ -366,7 +376,11 @@ mod tests {
             })
             .collect();
         let content_type = (method == Method::Post).then_some("application/x-www-form-urlencoded");
-        Template::new(method, "/log?app=1", "h:8000", content_type, &headers).unwrap()
+        let body = BodyHeaders {
+            content_type,
+            content_encoding: None,
+        };
+        Template::new(method, "/log?app=1", "h:8000", body, &headers).unwrap()
     }
 
     /// A call that has sent a POST, ready to read its answer.
@@ -506,7 +520,7 @@ mod tests {
                 HeaderValue::from_static("b"),
             ),
         ];
-        let made = Template::new(Method::Post, "/", "h", None, &headers);
+        let made = Template::new(Method::Post, "/", "h", BodyHeaders::default(), &headers);
         assert!(made.is_err(), "two Host headers");
     }
 

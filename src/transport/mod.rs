@@ -14,7 +14,7 @@ use ureq_proto::http::{HeaderName, HeaderValue};
 use crate::deadline::deadline_after;
 use crate::transport::conn::{Conn, OpenError, TlsTarget, io_reason, is_timeout};
 use crate::transport::endpoint::Endpoint;
-use crate::transport::exchange::{ReadError, Template, read_answer};
+use crate::transport::exchange::{BodyHeaders, ReadError, Template, read_answer};
 use crate::transport::resolve::Peer;
 use crate::wire::Method;
 
@@ -43,7 +43,7 @@ impl TransportConfig {
     pub(crate) fn new(
         endpoint: Endpoint,
         method: Method,
-        content_type: Option<&'static str>,
+        body: BodyHeaders,
         headers: &[(HeaderName, HeaderValue)],
         tls: Option<TlsTarget>,
         connect_timeout: Duration,
@@ -53,7 +53,7 @@ impl TransportConfig {
             method,
             &endpoint.target,
             &endpoint.host_header,
-            content_type,
+            body,
             headers,
         )
         .map_err(|e| e.0)?;

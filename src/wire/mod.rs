@@ -2,6 +2,7 @@
 //! ([`record`]), the fields of the wire contract in order ([`fields`], [`keys`]), and their
 //! encodings ([`encode`], [`number`]). Changing what a receiver gets happens here.
 
+pub(crate) mod batch;
 pub(crate) mod encode;
 #[cfg(feature = "tracing")]
 pub(crate) mod event;
