@@ -19,7 +19,10 @@
 //!   byte bound, so that nothing is dropped: the run measures the caller and the delivery, not
 //!   the drop path (`--queue` smaller shows the drops).
 //!   With `--secure` the logger sends over HTTPS, trusting the CA in `--ca FILE` (PEM). With
-//!   `--record-bytes N` (here and with `--down`) each message carries N bytes more.
+//!   `--record-bytes N` (here and with `--down`) each message carries N bytes more. With
+//!   `--batch ndjson|array` records go in batches (the default limits), with `--gzip` bodies
+//!   go compressed. Also prints the CPU time the logger's worker threads took per record
+//!   (`worker_cpu_ns_per_record`, from `/proc/self/task`).
 //! * `--payload FILE`: writes what one real record is on the wire (the form body of a POST,
 //!   the `/?fields` target of a GET) to FILE, for a plain HTTP client (`wrk`, in
 //!   `scripts/bench.sh`) to send the same bytes: the loopback limit to compare with.
@@ -34,9 +37,9 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use http_logger::{Fields, HttpLogger, Method};
+use http_logger::{Batch, Fields, HttpLogger, Method};
 
-const USAGE: &str = "usage: loadgen --host HOST:PORT [--records N] [--threads T] [--connections C] [--queue Q] [--method post|get] [--secure --ca FILE] [--record-bytes N] | loadgen --down [--records N] [--record-bytes N] | loadgen --payload FILE [--method post|get]";
+const USAGE: &str = "usage: loadgen --host HOST:PORT [--records N] [--threads T] [--connections C] [--queue Q] [--method post|get] [--secure --ca FILE] [--record-bytes N] [--batch ndjson|array] [--gzip] | loadgen --down [--records N] [--record-bytes N] | loadgen --payload FILE [--method post|get]";
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -59,6 +62,10 @@ struct Options {
     payload: Option<String>,
     /// `--record-bytes N`: each message carries N more bytes.
     record_bytes: usize,
+    /// `--batch ndjson|array`: records go in batches (the default limits).
+    batch: Option<Batch>,
+    /// `--gzip`: bodies go gzip-compressed.
+    gzip: bool,
 }
 
 fn parse_args() -> Result<Options, String> {
@@ -74,6 +81,8 @@ fn parse_args() -> Result<Options, String> {
         ca: None,
         payload: None,
         record_bytes: 0,
+        batch: None,
+        gzip: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -104,6 +113,14 @@ fn parse_args() -> Result<Options, String> {
             "--secure" => options.secure = true,
             "--record-bytes" => options.record_bytes = number(value()?)?,
             "--ca" => options.ca = Some(value()?),
+            "--batch" => {
+                options.batch = Some(match value()?.as_str() {
+                    "ndjson" => Batch::ndjson(),
+                    "array" => Batch::json_array(),
+                    other => return Err(format!("--batch ndjson or array, not {other:?}")),
+                });
+            }
+            "--gzip" => options.gzip = true,
             "--help" | "-h" => return Err(String::new()),
             _ => return Err(format!("unknown option {arg:?}")),
         }
@@ -159,6 +176,39 @@ fn status_kib(key: &str) -> u64 {
             })
         })
         .unwrap_or(0)
+}
+
+/// The CPU time (user and system) the logger's worker threads (named `http-logger`) took so
+/// far, in nanoseconds, from `/proc/self/task/*/stat`; 0 where there is none.
+fn worker_cpu_ns() -> u64 {
+    // SAFETY: sysconf only reads a configuration value.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    let mut total = 0;
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        // `pid (comm) state ...`: the comm may hold spaces; fields after it by position.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        if &stat[open + 1..close] != "http-logger" {
+            continue;
+        }
+        let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
+        // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the comm.
+        let time = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|f| f.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        total += time(11) + time(12);
+    }
+    total * 1_000_000_000 / ticks
 }
 
 /// The median cost of an empty `Instant` pair, in nanoseconds.
@@ -290,7 +340,11 @@ fn run_logger(options: &Options) -> Result<(), String> {
             builder = builder.add_root_certificate(pem);
         }
     }
+    if let Some(batch) = &options.batch {
+        builder = builder.batch(batch.clone());
+    }
     let logger = builder
+        .gzip(options.gzip)
         .build()
         .map_err(|e| format!("cannot build the logger: {e}"))?;
 
@@ -300,6 +354,7 @@ fn run_logger(options: &Options) -> Result<(), String> {
     let total = first.elapsed();
     let peak = status_kib("VmHWM");
     let stats = logger.stats();
+    let worker_ns = worker_cpu_ns();
 
     out("mode", "logger");
     out("records", records);
@@ -308,6 +363,8 @@ fn run_logger(options: &Options) -> Result<(), String> {
     out("queue", queue);
     out("method", method_name(options.method));
     out("secure", options.secure);
+    out("batch", options.batch.is_some());
+    out("gzip", options.gzip);
     print_calls(calls, pair);
     out("log_phase_s", format!("{:.3}", logged_at.as_secs_f64()));
     out("total_s", format!("{:.3}", total.as_secs_f64()));
@@ -322,6 +379,7 @@ fn run_logger(options: &Options) -> Result<(), String> {
     out("failed", stats.failed);
     out("retried", stats.retried);
     out("all_sent", stats.sent == records as u64);
+    out("worker_cpu_ns_per_record", worker_ns / stats.sent.max(1));
     out("baseline_kib", baseline);
     out("peak_kib", peak);
     out("peak_above_baseline_kib", peak.saturating_sub(baseline));

@@ -7,6 +7,8 @@
 #   our delivery rate vs Python's                            >= 25x
 #   http://:  ours vs wrk, same connections (1 and 2)        >= 0.90
 #   https://: ours vs wrk over TLS, same connections         >= 0.80
+#   batches (NDJSON, plain and gzip) vs one record a request,
+#     one connection, same receiver                          >= 20x
 #   peak memory, receiver down, 1M records                   < 64 MiB above the baseline
 #   peak memory, receiver down, 20,000 records of 1 MB       < 128 MiB above the baseline
 #
@@ -21,7 +23,8 @@
 #
 # Settings (environment): RECORDS (our runs, default 200000), WRK_SECONDS (default 5),
 # PY_RECORDS (Python, default 5000), DOWN_RECORDS (default 1000000), BIG_RECORDS (records of
-# 1 MB with the receiver down, default 20000), CONNECTIONS (default
+# 1 MB with the receiver down, default 20000), BATCH_RECORDS (the batch runs, default
+# 1000000), CONNECTIONS (default
 # "1 2"), METHOD (post or get, default post), PYTHON (default python3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,6 +34,7 @@ WRK_SECONDS=${WRK_SECONDS:-5}
 PY_RECORDS=${PY_RECORDS:-5000}
 DOWN_RECORDS=${DOWN_RECORDS:-1000000}
 BIG_RECORDS=${BIG_RECORDS:-20000}
+BATCH_RECORDS=${BATCH_RECORDS:-1000000}
 CONNECTIONS=${CONNECTIONS:-"1 2"}
 METHOD=${METHOD:-post}
 PYTHON=${PYTHON:-python3}
@@ -104,6 +108,7 @@ http {
   keepalive_requests 1000000000;
   keepalive_timeout 300s;
   client_body_buffer_size 64k;
+  client_max_body_size 16m;
   client_body_temp_path $work/nginx/body;
   proxy_temp_path $work/nginx/proxy;
   fastcgi_temp_path $work/nginx/fastcgi;
@@ -180,6 +185,10 @@ for c in $CONNECTIONS; do
     --records "$RECORDS" --connections "$c" --method "$METHOD"
   wrk_run "wrk_https_$c" "https://$tls_host/" "$c"
 done
+if [ "$METHOD" = post ]; then
+  run ours_batch "$bin/loadgen" --host "$host" --records "$BATCH_RECORDS" --connections 1 --batch ndjson
+  run ours_batch_gzip "$bin/loadgen" --host "$host" --records "$BATCH_RECORDS" --connections 1 --batch ndjson --gzip
+fi
 run down "$bin/loadgen" --down --records "$DOWN_RECORDS" --method "$METHOD"
 run down_big "$bin/loadgen" --down --records "$BIG_RECORDS" --record-bytes 1000000 --method "$METHOD"
 
@@ -202,6 +211,13 @@ for scheme in http https; do
     row "wrk $scheme://" "$c" "${WRK_SECONDS}s" "$(get delivered_per_s "$w")" \
       "$(get latency_p50 "$w")" "$(get latency_p99 "$w")" - - "$(get errors "$w")"
   done
+done
+for b in batch batch_gzip; do
+  f="$work/ours_$b"
+  [ -f "$f" ] || continue
+  row "http-logger NDJSON ${b#batch}" 1 "$(get sent "$f")" "$(get delivered_per_s "$f")" \
+    "$(get call_median_ns "$f") ns" "$(get call_p99_ns "$f") ns" "$(get call_max_ns "$f") ns" \
+    "$(mib "$(get peak_above_baseline_kib "$f")")" "$(($(get dropped "$f") + $(get failed "$f")))"
 done
 d="$work/down"
 row "http-logger, receiver down" 1 "$(get logged "$d")" 0 \
@@ -245,6 +261,17 @@ for scheme in http https; do
       "target >= $target: $(verdict "$r" '>=' "$target")$note"
   done
 done
+single=$(get delivered_per_s "$work/ours_http_1")
+for b in batch batch_gzip; do
+  f="$work/ours_$b"
+  [ -f "$f" ] || continue
+  r=$(awk -v a="$(get delivered_per_s "$f")" -v b="$single" 'BEGIN { printf "%.1f", a / (b > 0 ? b : 1) }')
+  line "${b/_/ + } delivery, ours / one record a request (connections 1)" \
+    "$(get delivered_per_s "$f") / $single = ${r}x" "target >= 20x: $(verdict "$r" '>=' 20)"
+done
+echo "worker CPU per record: one record a request $(get worker_cpu_ns_per_record "$work/ours_http_1") ns," \
+  "NDJSON batches $(get worker_cpu_ns_per_record "$work/ours_batch" 2>/dev/null || echo -) ns," \
+  "with gzip $(get worker_cpu_ns_per_record "$work/ours_batch_gzip" 2>/dev/null || echo -) ns"
 down_mib=$(get peak_above_baseline_mib "$d")
 big="$work/down_big"
 big_mib=$(get peak_above_baseline_mib "$big")

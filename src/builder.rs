@@ -656,6 +656,7 @@ impl Builder {
                 ahead_payload: Vec::new(),
                 batch: self.batch.clone(),
                 gzip: self.gzip,
+                stash: Vec::new(),
                 statics: statics.clone(),
                 shared: shared.clone(),
                 retry: self.retry,

@@ -55,6 +55,9 @@ pub(crate) struct Worker {
     pub(crate) batch: Option<Batch>,
     /// Whether bodies go gzip-compressed.
     pub(crate) gzip: bool,
+    /// Records of the next batch, taken off the queue and encoded while the receiver was
+    /// answering the batch before.
+    pub(crate) stash: Vec<Item>,
 }
 
 /// How long a worker filling a batch waits at a time for the next record before it checks
@@ -69,17 +72,17 @@ struct Undelivered {
 }
 
 /// A record of a batch: its JSON, or why it has none.
-struct Item<'a> {
+pub(crate) struct Item {
     rec: Captured,
     json: Result<Vec<u8>, String>,
     /// Its bytes leave the queue's count when the item is dropped.
-    _held: Held<'a>,
+    _held: Held,
 }
 
 /// Releases a record's bytes from the queue's count when dropped.
-struct Held<'a>(&'a Shared, usize);
+struct Held(Arc<Shared>, usize);
 
-impl Drop for Held<'_> {
+impl Drop for Held {
     fn drop(&mut self) {
         self.0.release(self.1);
     }
@@ -103,6 +106,34 @@ fn prepare(
         .map_err(|_| "the map_record hook panicked".to_owned())?;
     encoding.encode(&fields, out);
     Ok(())
+}
+
+/// A record taken for a batch: encoded (through the `map_record` hook) to its JSON.
+fn item(
+    encoding: &Encoding,
+    statics: &Statics,
+    map_record: Option<&MapRecord>,
+    rec: Captured,
+    shared: &Arc<Shared>,
+) -> Item {
+    let held = Held(shared.clone(), rec.bytes());
+    // About what the JSON takes: no growing from nothing.
+    let mut json = Vec::with_capacity(rec.bytes() + 512);
+    let prepared = catch_unwind(AssertUnwindSafe(|| {
+        prepare(encoding, statics, map_record, &rec, &mut json)
+    }))
+    .unwrap_or_else(|_| Err("encoding the record panicked".to_owned()));
+    Item {
+        rec,
+        json: prepared.map(|()| json),
+        _held: held,
+    }
+}
+
+impl Item {
+    fn size(&self) -> usize {
+        self.json.as_ref().map_or(0, Vec::len)
+    }
 }
 
 /// Compresses the body in `out` in place, when bodies go gzip-compressed.
@@ -145,7 +176,7 @@ impl Worker {
                 },
             };
             // The record's memory is the queue's until it is finished (sent, failed).
-            let _held = Held(&shared, rec.bytes());
+            let _held = Held(shared.clone(), rec.bytes());
             let counters = &self.shared.counters;
             if self.shared.abandoned() {
                 self.shared
@@ -182,10 +213,24 @@ impl Worker {
             ahead,
             ahead_payload,
             gzip,
+            batch,
+            stash,
+            shared,
             ..
         } = self;
         let mut look_ahead = || {
-            if *look_ahead && ahead.is_none() {
+            if let Some(batch) = batch {
+                // The next batch's records, encoded while this one's answer comes.
+                let mut bytes: usize = stash.iter().map(Item::size).sum();
+                while stash.len() < batch.max_records && bytes <= batch.max_bytes {
+                    let Ok(next) = rx.try_recv() else {
+                        break;
+                    };
+                    let next = item(encoding, statics, map_record.as_ref(), next, shared);
+                    bytes += next.size();
+                    stash.push(next);
+                }
+            } else if *look_ahead && ahead.is_none() {
                 if let Ok(next) = rx.try_recv() {
                     // Whatever happens here is the next record's, never the one in flight's.
                     let prepared = catch_unwind(AssertUnwindSafe(|| {
@@ -258,21 +303,21 @@ impl Worker {
     fn run_batches(mut self, batch: &Batch) {
         let mut jitter = Jitter::new();
         let shared = self.shared.clone();
-        // A record that would have taken the last batch past max_bytes: it starts this one.
-        let mut carried: Option<Item<'_>> = None;
+        // Records past the last batch's limits: they start this one, before the stash.
+        let mut carried: Vec<Item> = Vec::new();
         loop {
-            let first = match carried.take() {
-                Some(item) => item,
-                None => match self.rx.recv() {
-                    Ok(rec) => self.item(rec, &shared),
+            let mut items = std::mem::take(&mut carried);
+            items.append(&mut self.stash);
+            if items.is_empty() {
+                match self.rx.recv() {
+                    Ok(rec) => items.push(self.item(rec)),
                     Err(_) => return,
-                },
-            };
+                }
+            }
             let waited_out = Instant::now() + batch.max_delay;
-            let mut items = vec![first];
-            let mut bytes = items[0].json.as_ref().map_or(0, Vec::len);
+            let mut bytes: usize = items.iter().map(Item::size).sum();
             let first_seq = items[0].rec.seq;
-            while items.len() < batch.max_records && bytes < batch.max_bytes {
+            while items.len() < batch.max_records && bytes <= batch.max_bytes {
                 // Past the delay, or with a flush waiting: what the queue holds, no more.
                 let now = Instant::now();
                 let wait = if now >= waited_out || shared.is_urgent(first_seq) {
@@ -293,54 +338,46 @@ impl Worker {
                 };
                 match next {
                     Ok(rec) => {
-                        let item = self.item(rec, &shared);
-                        let size = item.json.as_ref().map_or(0, Vec::len);
-                        // Full by bytes: this record starts the next batch.
-                        let full = bytes + size > batch.max_bytes;
-                        bytes += size;
+                        let item = self.item(rec);
+                        bytes += item.size();
                         items.push(item);
-                        if full {
-                            break;
-                        }
                     }
                     Err(RecvTimeoutError::Timeout) => {}
                     Err(RecvTimeoutError::Disconnected) => break,
                 }
             }
-            // A record that would take a batch past max_bytes goes in the next one, unless it
-            // is alone.
-            if items.len() > 1 && bytes > batch.max_bytes {
-                carried = items.pop();
+            // What is past the limits goes first in the next batch: the records past
+            // max_records, and from the first record that takes the batch past max_bytes
+            // (unless it is the first).
+            let mut keep = items.len().min(batch.max_records);
+            let mut total = 0;
+            for (n, item) in items[..keep].iter().enumerate() {
+                total += item.size();
+                if n > 0 && total > batch.max_bytes {
+                    keep = n;
+                    break;
+                }
             }
+            carried = items.split_off(keep);
             self.send_batch(batch, items, &mut jitter);
         }
     }
 
-    /// A record taken for a batch: encoded (through the `map_record` hook) to its JSON.
-    fn item<'a>(&self, rec: Captured, shared: &'a Shared) -> Item<'a> {
-        let held = Held(shared, rec.bytes());
-        let mut json = Vec::new();
-        let prepared = catch_unwind(AssertUnwindSafe(|| {
-            prepare(
-                &self.encoding,
-                &self.statics,
-                self.map_record.as_ref(),
-                &rec,
-                &mut json,
-            )
-        }))
-        .unwrap_or_else(|_| Err("encoding the record panicked".to_owned()));
-        Item {
+    /// A record taken for a batch.
+    fn item(&self, rec: Captured) -> Item {
+        item(
+            &self.encoding,
+            &self.statics,
+            self.map_record.as_ref(),
             rec,
-            json: prepared.map(|()| json),
-            _held: held,
-        }
+            &self.shared,
+        )
     }
 
     /// Sends the records of a batch, in order, and finishes each: a batch the receiver
     /// refuses with a 4xx is split in halves, each sent again, so that only the records it
     /// refuses alone fail.
-    fn send_batch(&mut self, batch: &Batch, items: Vec<Item<'_>>, jitter: &mut Jitter) {
+    fn send_batch(&mut self, batch: &Batch, items: Vec<Item>, jitter: &mut Jitter) {
         let shared = self.shared.clone();
         if shared.abandoned() {
             for item in &items {
