@@ -13,6 +13,9 @@
 //!   pairs), what `encode_form` did before: the cost of that layer;
 //! - `encode/fields_collect`: building the owned `Fields` a `map_record` hook is given (what
 //!   a hook adds per record).
+//! - `batch/ndjson_1000` and `batch/ndjson_1000_gzip`: a batch of 1,000 such records as the
+//!   worker builds one (each record's JSON object with `serde_json`, sized up front, then the
+//!   lines joined), and the same gzip-compressed with `flate2` at its fast level; per record.
 //!
 //! What this does not see: the mapping itself (`for_each_field`: the float formatting of
 //! `created`, `msecs`, `relativeCreated`, the module and file name splitting). Run with
@@ -117,6 +120,45 @@ fn bench(c: &mut Criterion) {
     });
     group.bench_function("fields_collect", |b| {
         b.iter(|| black_box(Fields::from_iter(black_box(&fields).iter())))
+    });
+    group.finish();
+
+    const BATCH: usize = 1000;
+    let mut group = c.benchmark_group("batch");
+    group.throughput(Throughput::Elements(BATCH as u64));
+    let mut body = Vec::with_capacity(1 << 20);
+    let mut packed = Vec::with_capacity(1 << 20);
+    let ndjson = |body: &mut Vec<u8>| {
+        let objects: Vec<Vec<u8>> = (0..BATCH)
+            .map(|_| {
+                let mut json = Vec::with_capacity(1024);
+                let _ = serde_json::to_writer(&mut json, &AsMap(black_box(&fields)));
+                json
+            })
+            .collect();
+        body.clear();
+        for object in &objects {
+            body.extend_from_slice(object);
+            body.push(b'\n');
+        }
+    };
+    ndjson(&mut body);
+    eprintln!("batch: {BATCH} records, {} bytes of NDJSON", body.len());
+    group.bench_function("ndjson_1000", |b| {
+        b.iter(|| {
+            ndjson(&mut body);
+            black_box(body.len())
+        })
+    });
+    group.bench_function("ndjson_1000_gzip", |b| {
+        b.iter(|| {
+            ndjson(&mut body);
+            packed.clear();
+            let mut gz = flate2::write::GzEncoder::new(&mut packed, flate2::Compression::fast());
+            let _ = std::io::Write::write_all(&mut gz, &body);
+            let _ = gz.finish();
+            black_box(packed.len())
+        })
     });
     group.finish();
 }
