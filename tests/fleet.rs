@@ -588,7 +588,7 @@ fn a_fleet_behind_nginx_delivers_every_record_at_least_once_when_a_receiver_dies
         })
         .collect();
     println!(
-        "fleet: {} duplicates (bound {bound} = senders x connections, the requests in flight \
+        "fleet: duplicates: {} (bound {bound} = senders x connections, the requests in flight \
          at once), each read by A and sent again to B: {}",
         duplicates.len(),
         if shown_duplicates.is_empty() {
