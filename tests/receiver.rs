@@ -17,10 +17,10 @@ mod python;
 use std::ffi::OsStr;
 use std::net::Shutdown;
 use std::ops::Deref;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, ExitStatus, Stdio};
 
-use child::{Finished, LISTENING, Server, WAIT, request_bytes, run_to_end, shown};
+use child::{Finished, LISTENING, Server, WAIT, example_binary, request_bytes, run_to_end, shown};
 use chrono::{Local, TimeZone};
 use python::{SENDER_LOGGER, for_every_pyenv_python, python, run_py_sender};
 
@@ -42,35 +42,9 @@ const CREATED: &str = "1795459757.5";
 // ---------------------------------------------------------------------------
 // Running the receiver
 
-/// The example binary next to this test binary, which lives in
-/// `target/<profile>/deps/`.
+/// The example binary, `target/<profile>/examples/receiver`.
 fn receiver_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test binary has a path");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("the test binary lives in target/<profile>/deps");
-    let binary = profile_dir
-        .join("examples")
-        .join(format!("receiver{}", std::env::consts::EXE_SUFFIX));
-    let built = std::fs::metadata(&binary).and_then(|m| m.modified());
-    let Ok(built) = built else {
-        panic!(
-            "{} is missing: run `cargo build --examples` (a plain `cargo test` builds it, \
-             `cargo test --test receiver` alone does not)",
-            binary.display()
-        );
-    };
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/receiver.rs");
-    if let Ok(changed) = std::fs::metadata(&source).and_then(|m| m.modified()) {
-        assert!(
-            changed <= built,
-            "{} is older than {}: run `cargo build --examples`",
-            binary.display(),
-            source.display()
-        );
-    }
-    binary
+    example_binary("receiver")
 }
 
 /// What the example binary needs, for the messages when it cannot start or listen.

@@ -10,6 +10,7 @@
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -182,7 +183,7 @@ impl Lines {
 ///
 /// If it cannot be started: the message names `name` and ends with `needs`, what the child
 /// needs.
-fn spawn(mut command: Command, name: &str, needs: &str) -> (Guard, Lines, Lines) {
+pub fn spawn(mut command: Command, name: &str, needs: &str) -> (Guard, Lines, Lines) {
     let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -311,6 +312,25 @@ impl Server {
         self.child.0.id()
     }
 
+    /// Kills the child at once (SIGKILL on Unix: it cannot answer, flush or close anything
+    /// itself) and reaps it. Its stdout and stderr then end once read.
+    ///
+    /// # Panics
+    ///
+    /// If it cannot be killed or reaped (it had exited already is fine).
+    pub fn kill(&mut self) -> ExitStatus {
+        match self.child.0.kill() {
+            Ok(()) => {}
+            // It had exited already: reaped below.
+            Err(err) if err.kind() == std::io::ErrorKind::InvalidInput => {}
+            Err(err) => panic!("cannot kill {}: {err}", self.name),
+        }
+        self.child
+            .0
+            .wait()
+            .unwrap_or_else(|err| panic!("cannot reap {}: {err}", self.name))
+    }
+
     /// A new connection to it.
     pub fn connect(&self) -> Client {
         Client::connect(self.port)
@@ -358,6 +378,42 @@ impl Drop for Server {
         drop(self.stdin.take()); // EOF, for a child that watches stdin
         // Then `child` drops: killed and reaped.
     }
+}
+
+/// The example binary `name` (`examples/NAME.rs`), built next to the test binary, which lives
+/// in `target/<profile>/deps/`.
+///
+/// # Panics
+///
+/// If it is missing, or older than its source: the message says to run `cargo build --examples`
+/// (a plain `cargo test` builds the examples, `cargo test --test NAME` alone does not).
+pub fn example_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary has a path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("the test binary lives in target/<profile>/deps");
+    let binary = profile_dir
+        .join("examples")
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    let built = std::fs::metadata(&binary).and_then(|m| m.modified());
+    let Ok(built) = built else {
+        panic!(
+            "{} is missing: run `cargo build --examples` (a plain `cargo test` builds it, \
+             `cargo test --test <name>` alone does not)",
+            binary.display()
+        );
+    };
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("examples/{name}.rs"));
+    if let Ok(changed) = std::fs::metadata(&source).and_then(|m| m.modified()) {
+        assert!(
+            changed <= built,
+            "{} is older than {}: run `cargo build --examples`",
+            binary.display(),
+            source.display()
+        );
+    }
+    binary
 }
 
 /// `command`'s program and arguments, space-separated, for messages.
