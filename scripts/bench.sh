@@ -48,15 +48,7 @@ install_missing() {
   command -v openssl >/dev/null 2>&1 || missing+=(openssl)
   [ ${#missing[@]} -eq 0 ] && return
   echo "installing ${missing[*]} (Debian packages; the nginx service is kept from starting)" >&2
-  local sudo=
-  [ "$(id -u)" -eq 0 ] || sudo=sudo
-  local rc=/usr/sbin/policy-rc.d had_rc=false
-  [ -e "$rc" ] && had_rc=true
-  $had_rc || printf '#!/bin/sh\nexit 101\n' | $sudo tee "$rc" >/dev/null
-  $sudo chmod +x "$rc"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
-  $had_rc || $sudo rm -f "$rc"
+  bash scripts/apt_install.sh "${missing[@]}"
 }
 install_missing
 nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)

@@ -20,16 +20,7 @@ BASELINE_REV=${BASELINE_REV:-}
 
 if ! command -v wrk >/dev/null 2>&1 || ! { command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; }; then
   echo "installing nginx-core and wrk (Debian packages; the nginx service is kept from starting)" >&2
-  sudo=
-  [ "$(id -u)" -eq 0 ] || sudo=sudo
-  rc=/usr/sbin/policy-rc.d
-  had_rc=false
-  [ -e "$rc" ] && had_rc=true
-  $had_rc || printf '#!/bin/sh\nexit 101\n' | $sudo tee "$rc" >/dev/null
-  $sudo chmod +x "$rc"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq nginx-core wrk >/dev/null
-  $had_rc || $sudo rm -f "$rc"
+  bash scripts/apt_install.sh nginx-core wrk
 fi
 nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
 
