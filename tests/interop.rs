@@ -1218,7 +1218,7 @@ fn example_receiver_says_one_line_when_a_client_goes_away_and_keeps_serving() {
 }
 
 /// The options of `examples/receiver.py` and what its `--help` must give as their default.
-const EXAMPLE_OPTIONS: [(&str, &str); 4] = [
+const EXAMPLE_OPTIONS: [(&str, &str); 5] = [
     ("--port PORT", "8000"),
     ("--bind ADDRESS", "127.0.0.1"),
     (
@@ -1226,6 +1226,7 @@ const EXAMPLE_OPTIONS: [(&str, &str); 4] = [
         "%(asctime)s %(levelname)-8s %(name)s:%(lineno)d %(message)s",
     ),
     ("--timeout SECONDS", "60"),
+    ("--max-body BYTES", "67108864"),
 ];
 
 #[test]
