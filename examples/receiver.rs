@@ -1202,7 +1202,8 @@ mod payload {
                 let (mut good, mut bad) = (0, 0);
                 let mut first_bad = None;
                 for (n, line) in body.split(|&byte| byte == b'\n').enumerate() {
-                    if line.iter().all(u8::is_ascii_whitespace) {
+                    // Blank: nothing but JSON's white space (a CR of a CRLF among it).
+                    if line.iter().all(|byte| matches!(byte, b' ' | b'\t' | b'\r')) {
                         continue;
                     }
                     match serde_json::from_slice::<Record>(line) {
