@@ -20,6 +20,8 @@ use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 
+#[cfg(target_os = "linux")]
+use child::proc_status_kib;
 use child::{
     Client, Finished, LISTENING, Server, WAIT, gzip, gzip_bomb, json_object, request_bytes,
     run_to_end, shown,
@@ -1074,17 +1076,6 @@ fn a_gzip_bomb_gets_413_and_the_receiver_keeps_serving_within_bounded_memory() {
 
 /// `tests/attack/idle_flood.py`: opens connections and never speaks on them.
 const IDLE_FLOOD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/attack/idle_flood.py");
-
-/// A field of `/proc/PID/status` in KiB (`VmRSS`, ...).
-#[cfg(target_os = "linux")]
-fn proc_status_kib(pid: u32, key: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix(key)?.strip_prefix(':'))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {key} in /proc/{pid}/status"))
-}
 
 /// How many file descriptors a process has open.
 #[cfg(target_os = "linux")]

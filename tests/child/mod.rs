@@ -360,6 +360,17 @@ impl Drop for Server {
     }
 }
 
+/// A field of `/proc/PID/status` in KiB (`VmRSS`, `VmHWM`, ...).
+#[cfg(target_os = "linux")]
+pub fn proc_status_kib(pid: u32, key: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(key)?.strip_prefix(':'))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {key} in /proc/{pid}/status"))
+}
+
 /// `command`'s program and arguments, space-separated, for messages.
 pub fn shown(command: &Command) -> String {
     std::iter::once(command.get_program())
