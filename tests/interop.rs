@@ -6,8 +6,9 @@
 //!   field of `WIRE.md` as Python decoded it, and the record Python rebuilt.
 //! - `examples/receiver.py`, the receiver users copy, hands each record to Python's `logging`:
 //!   the tests check the lines its `Formatter` prints for our records (over POST and GET) and
-//!   for those of Python's own `HTTPHandler` (`tests/interop/py_sender.py`), and that it refuses
-//!   what is not a record and keeps serving.
+//!   for those of Python's own `HTTPHandler` (`tests/interop/py_sender.py`), for batches
+//!   (NDJSON, JSON arrays, single JSON records, plain and gzip), and that it refuses what is not
+//!   a record (a bad batch whole, a gzip bomb with 413) and keeps serving.
 //! - The README's ten-line standard-library receiver runs as written (but for its port) and
 //!   hands our records to Python's `logging`.
 //! - Both receivers' checks of our records, and Python's own sender to `examples/receiver.py`,
