@@ -1389,63 +1389,79 @@ fn check_example_refuses_bad_batches(receiver: &Server) {
         raw_json_record("good"),
         child::json_object(&[("name", "raw")])
     );
-    let refused: [(&str, &[&str], Vec<u8>, u16, &str); 7] = [
-        (
-            "application/json",
-            &[],
-            b"garbage".to_vec(),
-            400,
-            "bad JSON body: Expecting value",
-        ),
-        (
-            "application/x-ndjson",
-            &[],
-            bad_batch.clone().into_bytes(),
-            400,
-            "bad NDJSON line 2: Expecting value: line 1 column 9 (char 8) (bad lines: 1 of 3); \
+    /// A request refused, and how.
+    struct Refusal<'a> {
+        content_type: &'a str,
+        encoding: Option<&'a str>,
+        body: Vec<u8>,
+        status: u16,
+        why: &'a str,
+    }
+    let refused = [
+        Refusal {
+            content_type: "application/json",
+            encoding: None,
+            body: b"garbage".to_vec(),
+            status: 400,
+            why: "bad JSON body: Expecting value",
+        },
+        Refusal {
+            content_type: "application/x-ndjson",
+            encoding: None,
+            body: bad_batch.clone().into_bytes(),
+            status: 400,
+            why: "bad NDJSON line 2: Expecting value: line 1 column 9 (char 8) (bad lines: 1 of 3); \
              the whole request is refused, none of it logged",
-        ),
-        (
-            "application/x-ndjson",
-            &["Content-Encoding: gzip"],
-            child::gzip(bad_batch.as_bytes()),
-            400,
-            "bad NDJSON line 2: ",
-        ),
-        (
-            "application/json",
-            &[],
-            not_a_record.into_bytes(),
-            400,
-            "bad JSON body: record 2: not a log record: no msg, levelname, levelno, created",
-        ),
-        (
-            "application/json",
-            &[],
-            b"[1]".to_vec(),
-            400,
-            "bad JSON body: record 1: a JSON int",
-        ),
-        (
-            "application/x-ndjson",
-            &["Content-Encoding: gzip"],
-            b"not gzip".to_vec(),
-            400,
-            "bad gzip body: ",
-        ),
-        (
-            "application/json",
-            &["Content-Encoding: br"],
-            b"{}".to_vec(),
-            415,
-            "Content-Encoding br is not supported (gzip and identity are)",
-        ),
+        },
+        Refusal {
+            content_type: "application/x-ndjson",
+            encoding: Some("gzip"),
+            body: child::gzip(bad_batch.as_bytes()),
+            status: 400,
+            why: "bad NDJSON line 2: ",
+        },
+        Refusal {
+            content_type: "application/json",
+            encoding: None,
+            body: not_a_record.into_bytes(),
+            status: 400,
+            why: "bad JSON body: record 2: not a log record: no msg, levelname, levelno, created",
+        },
+        Refusal {
+            content_type: "application/json",
+            encoding: None,
+            body: b"[1]".to_vec(),
+            status: 400,
+            why: "bad JSON body: record 1: a JSON int",
+        },
+        Refusal {
+            content_type: "application/x-ndjson",
+            encoding: Some("gzip"),
+            body: b"not gzip".to_vec(),
+            status: 400,
+            why: "bad gzip body: ",
+        },
+        Refusal {
+            content_type: "application/json",
+            encoding: Some("br"),
+            body: b"{}".to_vec(),
+            status: 415,
+            why: "Content-Encoding br is not supported (gzip and identity are)",
+        },
     ];
     let mut conn = receiver.connect();
-    for (n, (content_type, extra, body, want_status, why)) in refused.iter().enumerate() {
+    for (n, refusal) in refused.iter().enumerate() {
+        let Refusal {
+            content_type,
+            encoding,
+            body,
+            status: want_status,
+            why,
+        } = refusal;
         let content_type = format!("Content-Type: {content_type}");
+        let encoding = encoding.map(|coding| format!("Content-Encoding: {coding}"));
         let mut headers = vec![content_type.as_str()];
-        headers.extend_from_slice(extra);
+        headers.extend(encoding.as_deref());
         let Response {
             status,
             body: answer,
