@@ -8,11 +8,40 @@
 //! `'%s  %40s  %9s  %s' % (time, name[:40], levelname, msg)` in Python terms,
 //! followed by the lines of `exc_text` (if any) indented by four spaces. Anything
 //! else (say `curl -X POST -d abc=def http://localhost:8000`) is printed as
-//! `METHOD PATH: key=value ...`. POST (form body) is handled by [`do_post`], GET (query
-//! string) by [`do_get`], every other method gets a 501. Connections are kept alive.
+//! `METHOD PATH: key=value ...`. POST (a form body, or a batch) is handled by [`do_post`], GET
+//! (query string) by [`do_get`], every other method gets a 501. Connections are kept alive.
 //! Problems with a request are reported on stderr and never stop the receiver. What reaches
 //! the terminal is escaped: control characters, bidi overrides and isolates, and line
 //! separators are shown as `\u{..}` (in a quoted value), never raw.
+//!
+//! A POST body holds one record or a batch of them, by its `Content-Type` (the media type,
+//! compared case-insensitively; parameters such as `; charset=utf-8` ignored):
+//!
+//! - `application/x-www-form-urlencoded`, any other type, or none: one record, its form fields;
+//! - `application/x-ndjson`: one JSON object per line (blank lines are skipped, the last line
+//!   feed may be missing);
+//! - `application/json`: one JSON object (what `Builder::json(true)` sends), or an array of
+//!   them.
+//!
+//! A JSON record's fields are its entries, in order. A string value is taken as its text; any
+//! other value (a number, `true`, `null`, an array, an object) as its compact JSON text, as
+//! serde_json writes it (`20`, `null`, `[1,{"k":"v"}]`; a float in its shortest form, so `1e3`
+//! is `1000.0`). Each record of a batch is printed as a form record is: its pretty line (or
+//! `METHOD PATH: key=value ...`), its `--raw` block (request line, headers, fields), or counted
+//! by `--quiet`.
+//!
+//! With `Content-Encoding: gzip` (or `x-gzip`; `identity` means none) the body is inflated
+//! first, every gzip member of it, to at most `--max-body` bytes: a body that inflates past
+//! them (a gzip bomb) gets a 413 when it gets there, and no more of it is inflated. Any other
+//! encoding gets a 415.
+//!
+//! All or nothing: every record of a body is read and checked before any is printed. A body
+//! that is not JSON, or a line (NDJSON) or element (array) that is not a JSON object, gets a
+//! 400 for the whole request, and nothing of the request is printed; the stderr line and the
+//! answer name the first bad NDJSON line by its number (and how many lines were bad), or say
+//! where the JSON went wrong. So a sender told 400 knows that none of its batch was taken,
+//! and can split it to find the bad record. A refusal of a body read whole keeps the
+//! connection.
 //!
 //! hyper reads and writes HTTP; this file holds no HTTP parsing of its own. Why hyper: it is
 //! the HTTP implementation under most of Rust's servers (axum, warp, tonic), it is
@@ -23,7 +52,9 @@
 //! connections at once (a new one past the limit closes the connection idle the longest,
 //! or is refused when none is idle), a head deadline, a whole-request deadline, an idle
 //! keep-alive timeout, and a body cap (413 beyond). The memory a receiver can hold for
-//! requests is so bounded by `max-connections × (max-body + 64 KiB of head)`.
+//! requests is so bounded by `max-connections × (max-body + 64 KiB of head)`, twice `max-body`
+//! for a gzip body (the body and what it inflates to, each capped): the records of a batch are
+//! read one at a time, and their text goes out in pieces of about 64 KiB.
 //!
 //! Options: see [`HELP`].
 
@@ -70,11 +101,20 @@ const HELP: &str = "\
 Prints the log records that http-logger or Python's logging.handlers.HTTPHandler send
 (POST form bodies, GET query strings); other methods get 501.
 
+A POST body may also be a batch, by its Content-Type: application/x-ndjson (one JSON object
+per line) or application/json (one object, or an array of them); each record prints as a
+form record does, a value that is not a string as its JSON text. Content-Encoding: gzip is
+inflated, to at most --max-body bytes (past them, 413); another encoding gets 415.
+All or nothing: a body that is not JSON, or with a line or element that is not a JSON
+object, gets 400 for the whole request (the first bad line named on stderr), and nothing
+of it is printed.
+
 Options:
   --port N              port to listen on; 0 picks a free one (default 8000)
   --bind ADDR           address to listen on (default 127.0.0.1)
-  --raw                 print each request as received: request line, headers (names as
-                        hyper gives them: lowercase), then every field as `  key = value`
+  --raw                 print each record with its request as received: request line,
+                        headers (names as hyper gives them: lowercase), then every field
+                        as `  key = value`
   --quiet               print only `received N records`, once a second when it changed
   --linger-zero         close connections with SO_LINGER 0 (a reset, no TIME_WAIT) instead
                         of setting SO_REUSEADDR on the listener (default: SO_REUSEADDR)
@@ -88,7 +128,8 @@ Options:
                         past it the answer is 408 (default 30)
   --idle-timeout S      seconds a connection may wait for a request, new or kept alive
                         (default 60)
-  --max-body BYTES      largest body accepted; a larger one gets 413 (default 16777216)
+  --max-body BYTES      largest body accepted, and largest a gzip body may inflate to; a
+                        larger one gets 413 (default 16777216)
   --help, -h            print this help
 ";
 
@@ -611,17 +652,24 @@ impl Shared {
         let (parts, body) = request.into_parts();
         let what = format!("{} {}", parts.method, shown(parts.uri.path()));
         let answer = match self.read_body(&parts, body, started).await {
-            Ok(body) => {
-                let status = self.dispatch(&parts, &body);
-                let text = match status {
-                    StatusCode::OK => format!("Test from {}!\n", parts.method),
-                    _ => {
-                        report!("receiver: {peer}: {what}: unsupported method, answered 501");
-                        format!("Unsupported method ({:?})\n", parts.method.as_str())
-                    }
-                };
-                reply(status, text, keep_alive(&parts))
-            }
+            // The body was read whole: the connection can serve the next request, whatever
+            // the answer to this one.
+            Ok(body) => match self.dispatch(&parts, body) {
+                Ok(()) => reply(
+                    StatusCode::OK,
+                    format!("Test from {}!\n", parts.method),
+                    keep_alive(&parts),
+                ),
+                Err((StatusCode::NOT_IMPLEMENTED, _)) => {
+                    report!("receiver: {peer}: {what}: unsupported method, answered 501");
+                    let text = format!("Unsupported method ({:?})\n", parts.method.as_str());
+                    reply(StatusCode::NOT_IMPLEMENTED, text, keep_alive(&parts))
+                }
+                Err((status, message)) => {
+                    report!("receiver: {peer}: {what}: {message}");
+                    reply(status, format!("{message}\n"), keep_alive(&parts))
+                }
+            },
             Err((status, message)) => {
                 report!("receiver: {peer}: {what}: {message}");
                 reply(status, format!("{message}\n"), false)
@@ -691,46 +739,81 @@ impl Shared {
         }
     }
 
-    /// One handler per verb, as `BaseHTTPRequestHandler` has: 501 for the others.
-    fn dispatch(&self, parts: &Parts, body: &[u8]) -> StatusCode {
+    /// One handler per verb, as `BaseHTTPRequestHandler` has: 501 for the others. A refused
+    /// request gets the status and the line that says why.
+    fn dispatch(&self, parts: &Parts, body: Vec<u8>) -> Result<(), (StatusCode, String)> {
         match parts.method {
             Method::POST => do_post(self, parts, body),
             Method::GET => do_get(self, parts),
-            _ => StatusCode::NOT_IMPLEMENTED,
+            _ => Err((StatusCode::NOT_IMPLEMENTED, String::new())),
         }
     }
 
-    /// Prints (or counts) one record from its form-encoded fields.
-    fn record(&self, parts: &Parts, form: &[u8]) {
-        if self.mode == Mode::Quiet {
-            self.records.fetch_add(1, Ordering::Relaxed);
-            return;
+    /// Prints (or counts) the records of a body of `format`, read by [`payload::for_each`] and
+    /// checked whole before: none is printed from a body that has a bad one. The text goes
+    /// out in pieces of about 64 KiB, each of whole records.
+    fn print_records(&self, parts: &Parts, format: payload::Format, body: &[u8]) {
+        let mut out = String::new();
+        // Checked already: the records come out the same.
+        let _ = payload::for_each(format, body, &mut |record| {
+            self.text_of(parts, &record, &mut out);
+            if out.len() >= 64 * 1024 {
+                emit(&out);
+                out.clear();
+            }
+        });
+        if !out.is_empty() {
+            emit(&out);
         }
-        // Lossy: bad percent-encoding is kept as is, bad UTF-8 becomes U+FFFD.
-        let fields: Vec<(String, String)> = form_urlencoded::parse(form).into_owned().collect();
+    }
+
+    /// Appends the text of one record (its fields, in order) to `out`: its pretty line, or
+    /// the `METHOD PATH: key=value ...` line of what is not a record; with `--raw`, the
+    /// request line, the headers and every field.
+    fn text_of(&self, parts: &Parts, fields: &[(String, String)], out: &mut String) {
         match self.mode {
             Mode::Quiet => {}
-            Mode::Raw => emit(&format_raw(parts, &fields)),
+            Mode::Raw => out.push_str(&format_raw(parts, fields)),
             Mode::Pretty => {
-                let text = format_pretty(&fields).unwrap_or_else(|| {
-                    format_fields(parts.method.as_str(), parts.uri.path(), &fields)
-                });
-                emit(&text);
+                out.push_str(&format_pretty(fields).unwrap_or_else(|| {
+                    format_fields(parts.method.as_str(), parts.uri.path(), fields)
+                }))
             }
         }
     }
 }
 
-/// POST: the record is the form body.
-fn do_post(shared: &Shared, parts: &Parts, body: &[u8]) -> StatusCode {
-    shared.record(parts, body);
-    StatusCode::OK
+/// POST: the records are the body, undone of its `Content-Encoding` (gzip, within the body
+/// cap), by its `Content-Type`: NDJSON, JSON (one object or an array of them), else one form
+/// record. Every record of the body is checked before any is printed: a body with one bad
+/// record gets a 400 and prints nothing, so that a sender can split it to find the bad one.
+fn do_post(shared: &Shared, parts: &Parts, body: Vec<u8>) -> Result<(), (StatusCode, String)> {
+    let body = payload::decode(&parts.headers, body, shared.limits.max_body)?;
+    let format = payload::Format::of(&parts.headers);
+    let count = match format {
+        payload::Format::Form => 1,
+        _ => payload::for_each(format, &body, &mut |_| {}).map_err(|why| {
+            let message = format!("{why}; the whole request is refused, nothing of it printed");
+            (StatusCode::BAD_REQUEST, message)
+        })?,
+    };
+    if shared.mode == Mode::Quiet {
+        shared.records.fetch_add(count, Ordering::Relaxed);
+    } else {
+        shared.print_records(parts, format, &body);
+    }
+    Ok(())
 }
 
 /// GET: the record is the query string.
-fn do_get(shared: &Shared, parts: &Parts) -> StatusCode {
-    shared.record(parts, parts.uri.query().unwrap_or("").as_bytes());
-    StatusCode::OK
+fn do_get(shared: &Shared, parts: &Parts) -> Result<(), (StatusCode, String)> {
+    let query = parts.uri.query().unwrap_or("").as_bytes();
+    if shared.mode == Mode::Quiet {
+        shared.records.fetch_add(1, Ordering::Relaxed);
+    } else {
+        shared.print_records(parts, payload::Format::Form, query);
+    }
+    Ok(())
 }
 
 /// Whether the client asked to keep the connection: HTTP/1.1 unless told `close`, HTTP/1.0
@@ -981,6 +1064,371 @@ fn format_raw(parts: &Parts, fields: &[(String, String)]) -> String {
     }
     text.push('\n');
     text
+}
+
+/// POST bodies: their `Content-Encoding` undone, then their records read by `Content-Type`.
+mod payload {
+    use std::fmt::{self, Write as _};
+    use std::io::{self, Read};
+
+    use hyper::StatusCode;
+    use hyper::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderMap};
+    use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+
+    use super::shown;
+
+    /// One record's fields, in the order they came.
+    pub type Fields = Vec<(String, String)>;
+
+    /// How a body holds its records: by the media type of its `Content-Type`, compared
+    /// case-insensitively, its parameters (`; charset=utf-8`) ignored.
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    pub enum Format {
+        /// `application/x-www-form-urlencoded`, or any other type, or none: one record.
+        Form,
+        /// `application/x-ndjson`: one JSON object per line.
+        Ndjson,
+        /// `application/json`: one JSON object, or an array of them.
+        Json,
+    }
+
+    impl Format {
+        pub fn of(headers: &HeaderMap) -> Format {
+            let value = headers
+                .get(CONTENT_TYPE)
+                .map(|v| v.as_bytes())
+                .unwrap_or(b"");
+            let value = String::from_utf8_lossy(value);
+            let media = value.split(';').next().unwrap_or("").trim();
+            if media.eq_ignore_ascii_case("application/x-ndjson") {
+                Format::Ndjson
+            } else if media.eq_ignore_ascii_case("application/json") {
+                Format::Json
+            } else {
+                Format::Form
+            }
+        }
+    }
+
+    /// The body undone of its `Content-Encoding`: none or `identity` leaves it as it is,
+    /// `gzip` (or `x-gzip`) inflates it to at most `max` bytes (past them, 413), anything else
+    /// is refused with 415.
+    pub fn decode(
+        headers: &HeaderMap,
+        body: Vec<u8>,
+        max: u64,
+    ) -> Result<Vec<u8>, (StatusCode, String)> {
+        let values: Vec<String> = headers
+            .get_all(CONTENT_ENCODING)
+            .iter()
+            .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
+            .collect();
+        let codings: Vec<String> = values
+            .iter()
+            .flat_map(|value| value.split(','))
+            .map(|coding| coding.trim().to_ascii_lowercase())
+            .filter(|coding| !coding.is_empty() && coding != "identity")
+            .collect();
+        match codings.as_slice() {
+            [] => Ok(body),
+            [gzip] if gzip == "gzip" || gzip == "x-gzip" => gunzip(&body, max),
+            _ => Err((
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!(
+                    "Content-Encoding {} is not supported (gzip and identity are)",
+                    brief(&values.join(", "))
+                ),
+            )),
+        }
+    }
+
+    /// `body` inflated: every gzip member, one after the other (as `gzip -d` does). What it
+    /// holds never passes `max` bytes: a body that inflates past them (a gzip bomb) is refused
+    /// with 413 when it gets there, the rest unread.
+    fn gunzip(body: &[u8], max: u64) -> Result<Vec<u8>, (StatusCode, String)> {
+        let max = usize::try_from(max).unwrap_or(usize::MAX);
+        if body.is_empty() {
+            return Err((StatusCode::BAD_REQUEST, "bad gzip body: it is empty".into()));
+        }
+        let mut decoder = flate2::read::MultiGzDecoder::new(body);
+        let mut out = Vec::new();
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            let n = match decoder.read(&mut chunk) {
+                Ok(0) => return Ok(out),
+                Ok(n) => n,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(err) => {
+                    let message = format!("bad gzip body: {}", brief(&err.to_string()));
+                    return Err((StatusCode::BAD_REQUEST, message));
+                }
+            };
+            if n > max - out.len() {
+                let message = format!(
+                    "gzip body of {} bytes inflates past the limit of {max} bytes",
+                    body.len()
+                );
+                return Err((StatusCode::PAYLOAD_TOO_LARGE, message));
+            }
+            if out.capacity() - out.len() < n {
+                // Doubling, as a Vec grows, but never past the cap.
+                let room = (out.capacity() * 2).max(out.len() + n).min(max);
+                out.reserve_exact(room - out.len());
+            }
+            out.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// Hands each record of `body`, a body of `format`, to `each`, in order, one at a time
+    /// (what a record takes is freed before the next is read), and returns how many there
+    /// were; or says what is wrong with the body. NDJSON: every line that is not blank is a
+    /// JSON object (a body may end without a line feed); a bad line is named by its number,
+    /// and the good lines are handed over all the same. JSON: one object, or an array of
+    /// objects. In a record, a string value is its text; any other value (a number, `true`,
+    /// `null`, an array, an object) its compact JSON text; a key sent twice is kept twice, as
+    /// in a form.
+    pub fn for_each(
+        format: Format,
+        body: &[u8],
+        each: &mut dyn FnMut(Fields),
+    ) -> Result<u64, String> {
+        match format {
+            Format::Form => {
+                // Lossy: bad percent-encoding is kept as is, bad UTF-8 becomes U+FFFD.
+                each(form_urlencoded::parse(body).into_owned().collect());
+                Ok(1)
+            }
+            Format::Ndjson => {
+                let (mut good, mut bad) = (0, 0);
+                let mut first_bad = None;
+                for (n, line) in body.split(|&byte| byte == b'\n').enumerate() {
+                    // Blank: nothing but JSON's white space (a CR of a CRLF among it).
+                    if line.iter().all(|byte| matches!(byte, b' ' | b'\t' | b'\r')) {
+                        continue;
+                    }
+                    match serde_json::from_slice::<Record>(line) {
+                        Ok(Record(fields)) => {
+                            good += 1;
+                            each(fields);
+                        }
+                        Err(err) => {
+                            bad += 1;
+                            first_bad.get_or_insert((n + 1, err));
+                        }
+                    }
+                }
+                match first_bad {
+                    None => Ok(good),
+                    Some((line, err)) => Err(format!(
+                        "bad NDJSON line {line}: {} (bad lines: {bad} of {})",
+                        brief(&err.to_string()),
+                        good + bad
+                    )),
+                }
+            }
+            Format::Json => {
+                let mut good = 0;
+                let mut de = serde_json::Deserializer::from_slice(body);
+                let read = {
+                    let mut counted = |fields| {
+                        good += 1;
+                        each(fields);
+                    };
+                    Records(&mut counted)
+                        .deserialize(&mut de)
+                        .and_then(|()| de.end())
+                };
+                match read {
+                    Ok(()) => Ok(good),
+                    Err(err) => Err(format!(
+                        "bad JSON body: {} (good records before it: {good})",
+                        brief(&err.to_string())
+                    )),
+                }
+            }
+        }
+    }
+
+    /// An error's text for a stderr line and an answer: at most 200 characters (a serde error
+    /// may quote what was sent), shown escaped.
+    fn brief(text: &str) -> String {
+        let cut: String = text.chars().take(200).collect();
+        let more = if cut.len() < text.len() { "..." } else { "" };
+        format!("{}{more}", shown(&cut))
+    }
+
+    /// A record of a JSON body: an object.
+    struct Record(Fields);
+
+    impl<'de> de::Deserialize<'de> for Record {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Record, D::Error> {
+            deserializer.deserialize_map(RecordVisitor)
+        }
+    }
+
+    struct RecordVisitor;
+
+    impl<'de> Visitor<'de> for RecordVisitor {
+        type Value = Record;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON object (a record)")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Record, A::Error> {
+            let mut fields = Vec::new();
+            while let Some(key) = map.next_key::<String>()? {
+                let mut value = String::new();
+                map.next_value_seed(Text {
+                    out: &mut value,
+                    top: true,
+                })?;
+                fields.push((key, value));
+            }
+            Ok(Record(fields))
+        }
+    }
+
+    /// The records of a JSON body, each handed over as it is read: one object, or an array of
+    /// objects.
+    struct Records<'a>(&'a mut dyn FnMut(Fields));
+
+    impl<'de> DeserializeSeed<'de> for Records<'_> {
+        type Value = ();
+
+        fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+            deserializer.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Records<'_> {
+        type Value = ();
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON object (a record) or an array of them")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
+            let Record(fields) = RecordVisitor.visit_map(map)?;
+            (self.0)(fields);
+            Ok(())
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            while let Some(Record(fields)) = seq.next_element()? {
+                (self.0)(fields);
+            }
+            Ok(())
+        }
+    }
+
+    /// Writes a JSON value into `out` as it is read (no tree of it is built, so a nested value
+    /// takes no more memory than its text): a string as its text when `top` (a field's
+    /// value), else everything as compact JSON text, numbers as serde_json writes them.
+    struct Text<'a> {
+        out: &'a mut String,
+        top: bool,
+    }
+
+    impl<'de> DeserializeSeed<'de> for Text<'_> {
+        type Value = ();
+
+        fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+            deserializer.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Text<'_> {
+        type Value = ();
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON value")
+        }
+
+        fn visit_bool<E>(self, v: bool) -> Result<(), E> {
+            self.out.push_str(if v { "true" } else { "false" });
+            Ok(())
+        }
+
+        fn visit_i64<E>(self, v: i64) -> Result<(), E> {
+            let _ = write!(self.out, "{v}");
+            Ok(())
+        }
+
+        fn visit_u64<E>(self, v: u64) -> Result<(), E> {
+            let _ = write!(self.out, "{v}");
+            Ok(())
+        }
+
+        fn visit_f64<E>(self, v: f64) -> Result<(), E> {
+            // JSON has no NaN nor infinities: `None` cannot come from a parse.
+            match serde_json::Number::from_f64(v) {
+                Some(number) => {
+                    let _ = write!(self.out, "{number}");
+                }
+                None => self.out.push_str("null"),
+            }
+            Ok(())
+        }
+
+        fn visit_str<E>(self, v: &str) -> Result<(), E> {
+            if self.top {
+                self.out.push_str(v);
+            } else {
+                self.out
+                    .push_str(&serde_json::to_string(v).unwrap_or_default());
+            }
+            Ok(())
+        }
+
+        fn visit_unit<E>(self) -> Result<(), E> {
+            self.out.push_str("null");
+            Ok(())
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            let out = self.out;
+            out.push('[');
+            let mut first = true;
+            loop {
+                let mark = out.len();
+                if !first {
+                    out.push(',');
+                }
+                let element = Text {
+                    out: &mut *out,
+                    top: false,
+                };
+                if seq.next_element_seed(element)?.is_none() {
+                    out.truncate(mark);
+                    break;
+                }
+                first = false;
+            }
+            out.push(']');
+            Ok(())
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            let out = self.out;
+            out.push('{');
+            let mut first = true;
+            while let Some(key) = map.next_key::<String>()? {
+                if !first {
+                    out.push(',');
+                }
+                first = false;
+                out.push_str(&serde_json::to_string(&key).unwrap_or_default());
+                out.push(':');
+                map.next_value_seed(Text {
+                    out: &mut *out,
+                    top: false,
+                })?;
+            }
+            out.push('}');
+            Ok(())
+        }
+    }
 }
 
 /// `--pid-file`: one live receiver per file.

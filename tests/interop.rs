@@ -6,8 +6,9 @@
 //!   field of `WIRE.md` as Python decoded it, and the record Python rebuilt.
 //! - `examples/receiver.py`, the receiver users copy, hands each record to Python's `logging`:
 //!   the tests check the lines its `Formatter` prints for our records (over POST and GET) and
-//!   for those of Python's own `HTTPHandler` (`tests/interop/py_sender.py`), and that it refuses
-//!   what is not a record and keeps serving.
+//!   for those of Python's own `HTTPHandler` (`tests/interop/py_sender.py`), for batches
+//!   (NDJSON, JSON arrays, single JSON records, plain and gzip), and that it refuses what is not
+//!   a record (a bad batch whole, a gzip bomb with 413) and keeps serving.
 //! - The README's ten-line standard-library receiver runs as written (but for its port) and
 //!   hands our records to Python's `logging`.
 //! - Both receivers' checks of our records, and Python's own sender to `examples/receiver.py`,
@@ -1218,7 +1219,7 @@ fn example_receiver_says_one_line_when_a_client_goes_away_and_keeps_serving() {
 }
 
 /// The options of `examples/receiver.py` and what its `--help` must give as their default.
-const EXAMPLE_OPTIONS: [(&str, &str); 4] = [
+const EXAMPLE_OPTIONS: [(&str, &str); 5] = [
     ("--port PORT", "8000"),
     ("--bind ADDRESS", "127.0.0.1"),
     (
@@ -1226,6 +1227,7 @@ const EXAMPLE_OPTIONS: [(&str, &str); 4] = [
         "%(asctime)s %(levelname)-8s %(name)s:%(lineno)d %(message)s",
     ),
     ("--timeout SECONDS", "60"),
+    ("--max-body BYTES", "67108864"),
 ];
 
 #[test]
@@ -1284,6 +1286,274 @@ fn example_receiver_help_describes_every_option_and_its_default() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// examples/receiver.py: batches (NDJSON, JSON arrays, single JSON records), gzip or not
+// ---------------------------------------------------------------------------------------------
+
+/// [`raw_record`]'s fields as one JSON object of strings, as a batch sends a record.
+fn raw_json_record(msg: &str) -> String {
+    child::json_object(&[
+        ("name", "raw"),
+        ("msg", msg),
+        ("levelname", "INFO"),
+        ("levelno", "20"),
+        ("created", RAW_CREATED),
+        ("msecs", RAW_MSECS),
+    ])
+}
+
+/// POSTs `body` to `/log` with this `Content-Type`, compressed with gzip (and said so) when
+/// `gzipped`, on `conn`, and reads the answer.
+fn post_typed(
+    conn: &mut child::Client,
+    content_type: &str,
+    body: &[u8],
+    gzipped: bool,
+) -> Response {
+    let content_type = format!("Content-Type: {content_type}");
+    if gzipped {
+        let headers = [content_type.as_str(), "Content-Encoding: gzip"];
+        conn.request_with("POST", "/log", &headers, &child::gzip(body))
+    } else {
+        conn.request_with("POST", "/log", &[content_type.as_str()], body)
+    }
+}
+
+/// Checks that a running `examples/receiver.py` logs every record of an NDJSON batch, of a
+/// JSON array and a single JSON object, each plain and gzip-compressed, and takes JSON numbers
+/// and null for the fields Python has as numbers and None.
+fn check_example_batches(receiver: &Server) {
+    let ctx = &receiver.name;
+    let mut conn = receiver.connect();
+    for gzipped in [false, true] {
+        let how = if gzipped { "gzip" } else { "plain" };
+        let msgs: Vec<String> = (1..=3).map(|n| format!("{how} {n}")).collect();
+        let records: Vec<String> = msgs.iter().map(|msg| raw_json_record(msg)).collect();
+
+        // NDJSON: a blank line, a CRLF, no line feed at the end; then every line ended.
+        let ragged = format!("{}\n\n{}\r\n{}", records[0], records[1], records[2]);
+        let ended: String = records.iter().map(|record| format!("{record}\n")).collect();
+        // A JSON array, its media type in capitals and with a parameter; one JSON object.
+        let array = format!("[{}]", records.join(",\n "));
+        for (content_type, body, count) in [
+            ("application/x-ndjson", &ragged, 3),
+            ("application/x-ndjson", &ended, 3),
+            ("Application/JSON; charset=utf-8", &array, 3),
+            ("application/json", &records[0], 1),
+        ] {
+            let Response {
+                status,
+                body: answer,
+                ..
+            } = post_typed(&mut conn, content_type, body.as_bytes(), gzipped);
+            assert_eq!(
+                (status, answer.as_str()),
+                (200, ""),
+                "{ctx}: {content_type} {how}"
+            );
+            for msg in &msgs[..count] {
+                assert_eq!(
+                    receiver.line(),
+                    raw_line(msg),
+                    "{ctx}: {content_type} {how}"
+                );
+            }
+        }
+    }
+
+    // Numbers where Python has numbers, null where a record may have None.
+    let typed = r#"{"name":"raw","msg":"typed","levelname":"INFO","levelno":20,"created":1795459757.5,"msecs":500.0,"lineno":7,"exc_info":null,"exc_text":null,"process":null}"#;
+    let Response { status, .. } =
+        post_typed(&mut conn, "application/json", typed.as_bytes(), false);
+    assert_eq!(status, 200, "{ctx}: typed values");
+    let want = after_asctime("INFO", "raw", 7, "typed");
+    assert_eq!(
+        receiver.line(),
+        format!("{}{want}", asctime(RAW_CREATED, RAW_MSECS)),
+        "{ctx}: typed values"
+    );
+}
+
+/// Checks that a running `examples/receiver.py` refuses a body that is not JSON, an NDJSON
+/// batch with a bad line (plain or gzip), an array with an element that is not a record, a
+/// body that is not gzip and an unknown encoding: each with its status, one stderr line, and
+/// none of its records logged (the record sent next on the same connection is the next line).
+fn check_example_refuses_bad_batches(receiver: &Server) {
+    let ctx = &receiver.name;
+    let bad_batch = format!(
+        "{}\n{{\"msg\": oops}}\n{}\n",
+        raw_json_record("good 1"),
+        raw_json_record("good 2")
+    );
+    let not_a_record = format!(
+        "[{}, {}]",
+        raw_json_record("good"),
+        child::json_object(&[("name", "raw")])
+    );
+    /// A request refused, and how.
+    struct Refusal<'a> {
+        content_type: &'a str,
+        encoding: Option<&'a str>,
+        body: Vec<u8>,
+        status: u16,
+        why: &'a str,
+    }
+    let refused = [
+        Refusal {
+            content_type: "application/json",
+            encoding: None,
+            body: b"garbage".to_vec(),
+            status: 400,
+            why: "bad JSON body: Expecting value",
+        },
+        Refusal {
+            content_type: "application/x-ndjson",
+            encoding: None,
+            body: bad_batch.clone().into_bytes(),
+            status: 400,
+            why: "bad NDJSON line 2: Expecting value: line 1 column 9 (char 8) (bad lines: 1 of 3); \
+             the whole request is refused, none of it logged",
+        },
+        Refusal {
+            content_type: "application/x-ndjson",
+            encoding: Some("gzip"),
+            body: child::gzip(bad_batch.as_bytes()),
+            status: 400,
+            why: "bad NDJSON line 2: ",
+        },
+        Refusal {
+            content_type: "application/json",
+            encoding: None,
+            body: not_a_record.into_bytes(),
+            status: 400,
+            why: "bad JSON body: record 2: not a log record: no msg, levelname, levelno, created",
+        },
+        Refusal {
+            content_type: "application/json",
+            encoding: None,
+            body: b"[1]".to_vec(),
+            status: 400,
+            why: "bad JSON body: record 1: a JSON int",
+        },
+        Refusal {
+            content_type: "application/x-ndjson",
+            encoding: Some("gzip"),
+            body: b"not gzip".to_vec(),
+            status: 400,
+            why: "bad gzip body: ",
+        },
+        Refusal {
+            content_type: "application/json",
+            encoding: Some("br"),
+            body: b"{}".to_vec(),
+            status: 415,
+            why: "Content-Encoding br is not supported (gzip and identity are)",
+        },
+    ];
+    let mut conn = receiver.connect();
+    for (n, refusal) in refused.iter().enumerate() {
+        let Refusal {
+            content_type,
+            encoding,
+            body,
+            status: want_status,
+            why,
+        } = refusal;
+        let content_type = format!("Content-Type: {content_type}");
+        let encoding = encoding.map(|coding| format!("Content-Encoding: {coding}"));
+        let mut headers = vec![content_type.as_str()];
+        headers.extend(encoding.as_deref());
+        let Response {
+            status,
+            body: answer,
+            ..
+        } = conn.request_with("POST", "/log", &headers, body);
+        assert_eq!(status, *want_status, "{ctx}: case {n}: {answer:?}");
+        assert!(answer.starts_with(why), "{ctx}: case {n}: {answer:?}");
+        let line = receiver.stderr_line();
+        assert!(
+            line.starts_with(&format!("receiver.py: POST /log: {why}")),
+            "{ctx}: case {n}: {line:?}"
+        );
+        let msg = format!("after refusal {n}");
+        let Response { status, .. } = conn.request("POST", "/log", raw_record(&msg).as_bytes());
+        assert_eq!(status, 200, "{ctx}: case {n}");
+        assert_eq!(receiver.line(), raw_line(&msg), "{ctx}: case {n}");
+    }
+}
+
+#[test]
+fn example_receiver_logs_every_record_of_ndjson_and_json_batches_gzip_or_not() {
+    let receiver = start_example(&python(), &[]);
+    check_example_batches(&receiver);
+    check_example_serves(&receiver, "batches");
+}
+
+#[test]
+fn example_receiver_refuses_a_bad_batch_whole_and_logs_none_of_it() {
+    let receiver = start_example(&python(), &[]);
+    check_example_refuses_bad_batches(&receiver);
+    check_example_serves(&receiver, "bad batches");
+}
+
+#[test]
+fn example_receiver_answers_a_gzip_bomb_413_within_bounded_memory_and_keeps_serving() {
+    const CAP: usize = 1024 * 1024;
+    let receiver = start_example(&python(), &["--max-body", &CAP.to_string()]);
+    check_example_serves(&receiver, "the start");
+    #[cfg(target_os = "linux")]
+    let before = child::proc_status_kib(receiver.pid(), "VmRSS") * 1024;
+    // 100 MB of zeros in about 100 KB: under the cap, so only what it inflates to is over it.
+    let bomb = child::gzip_bomb(100_000_000);
+    assert!(bomb.len() < CAP / 4, "a bomb of {} bytes", bomb.len());
+    let why = format!(
+        "gzip body of {} bytes inflates past the limit of {CAP} bytes",
+        bomb.len()
+    );
+    let mut conn = receiver.connect();
+    for content_type in [
+        "application/x-ndjson",
+        "application/json",
+        "application/x-www-form-urlencoded",
+    ] {
+        let content_type = format!("Content-Type: {content_type}");
+        let headers = [content_type.as_str(), "Content-Encoding: gzip"];
+        let Response { status, body, .. } = conn.request_with("POST", "/log", &headers, &bomb);
+        assert_eq!(
+            (status, body.as_str()),
+            (413, format!("{why}\n").as_str()),
+            "{content_type}"
+        );
+        assert_eq!(
+            receiver.stderr_line(),
+            format!("receiver.py: POST /log: {why}")
+        );
+    }
+    // The peak of resident memory since the start: a few times the cap at most, never the
+    // 100 MB the bomb inflates to.
+    #[cfg(target_os = "linux")]
+    {
+        let peak = child::proc_status_kib(receiver.pid(), "VmHWM") * 1024;
+        let grown = peak.saturating_sub(before);
+        assert!(
+            grown < 16 * CAP as u64,
+            "resident memory peaked {grown} bytes above its start, over 16 x {CAP}"
+        );
+    }
+    // A gzip body that inflates to the cap exactly is taken.
+    let exact = format!("{}&pad={}", raw_record("at the cap"), "x".repeat(CAP));
+    let exact = &exact[..CAP];
+    let Response { status, .. } = conn.request_with(
+        "POST",
+        "/log",
+        &["Content-Encoding: gzip"],
+        &child::gzip(exact.as_bytes()),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(receiver.line(), raw_line("at the cap"));
+    check_example_serves(&receiver, "a gzip bomb");
+}
+
+// ---------------------------------------------------------------------------------------------
 // Every Python that pyenv installed
 // ---------------------------------------------------------------------------------------------
 
@@ -1292,7 +1562,7 @@ fn every_pyenv_python_rebuilds_our_records_and_runs_the_example_receiver() {
     // Each version runs one receiver per method, then one example receiver.
     for_every_pyenv_python(
         "py_receiver.py and examples/receiver.py rebuilt our records, and examples/receiver.py \
-         Python's own,",
+         Python's own and our batches,",
         |python| {
             check_interop(python, "/log", Method::Post);
             check_interop(python, "/log", Method::Get);
@@ -1302,6 +1572,9 @@ fn every_pyenv_python_rebuilds_our_records_and_runs_the_example_receiver() {
             check_example_with_our_records(&receiver, "/log?src=app", Method::Get);
             check_example_with_python_sender(&receiver, python);
             check_example_serves(&receiver, "Python's exception record");
+            check_example_batches(&receiver);
+            check_example_refuses_bad_batches(&receiver);
+            check_example_serves(&receiver, "batches");
             check_example_escapes(python);
             check_example_survives_clients_going_away(python);
         },

@@ -20,7 +20,12 @@ use std::ops::Deref;
 use std::path::PathBuf;
 use std::process::{Command, ExitStatus, Stdio};
 
-use child::{Finished, LISTENING, Server, WAIT, example_binary, request_bytes, run_to_end, shown};
+#[cfg(target_os = "linux")]
+use child::proc_status_kib;
+use child::{
+    Client, Finished, LISTENING, Server, WAIT, example_binary, gzip, gzip_bomb, json_object,
+    request_bytes, run_to_end, shown,
+};
 use chrono::{Local, TimeZone};
 use python::{SENDER_LOGGER, for_every_pyenv_python, python, run_py_sender};
 
@@ -125,6 +130,50 @@ fn form(fields: &[(&str, &str)]) -> String {
         serializer.append_pair(key, value);
     }
     serializer.finish()
+}
+
+/// A record as a batch sends it: one JSON object of strings, the fields of a form record in
+/// their order (the 21 of Python's `HTTPHandler`, `hostname`, then a key-value).
+fn batch_record(msg: &str) -> String {
+    json_object(&[
+        ("name", "demo"),
+        ("msg", msg),
+        ("args", "()"),
+        ("levelname", "INFO"),
+        ("levelno", "20"),
+        ("pathname", "/app/src/main.rs"),
+        ("filename", "main.rs"),
+        ("module", "app"),
+        ("exc_info", "None"),
+        ("exc_text", "None"),
+        ("stack_info", "None"),
+        ("lineno", "7"),
+        ("funcName", "main"),
+        ("created", CREATED),
+        ("msecs", "500.0"),
+        ("relativeCreated", "1.5"),
+        ("thread", "1"),
+        ("threadName", "main"),
+        ("processName", "app"),
+        ("process", "42"),
+        ("taskName", "None"),
+        ("hostname", "host"),
+        ("user", "ann"),
+    ])
+}
+
+/// POSTs `body` with this `Content-Type`, compressed with gzip (and said so) when `gzipped`, on
+/// `client`'s connection, and checks the 200.
+fn post_batch(client: &mut Client, content_type: &str, body: &str, gzipped: bool) {
+    let content_type = format!("Content-Type: {content_type}");
+    let (body, headers) = if gzipped {
+        let headers = vec![content_type.as_str(), "Content-Encoding: gzip"];
+        (gzip(body.as_bytes()), headers)
+    } else {
+        (body.as_bytes().to_vec(), vec![content_type.as_str()])
+    };
+    let response = client.request_with("POST", "/log", &headers, &body);
+    assert_eq!(response.status, 200, "{response:?}");
 }
 
 /// The pretty line for a record: `'%s  %40s  %9s  %s'` with the local time of
@@ -687,21 +736,320 @@ fn python_httphandler_of_every_pyenv_python_interoperates() {
 }
 
 // ---------------------------------------------------------------------------
+// Batches: NDJSON, JSON arrays, single JSON records, gzip or not
+
+#[test]
+fn batches_print_every_record_ndjson_json_arrays_and_single_objects_gzip_or_not() {
+    let receiver = Receiver::start(&[]);
+    let mut client = receiver.connect();
+    for gzipped in [false, true] {
+        let how = if gzipped { "gzip" } else { "plain" };
+        let msgs = |shape: &str| -> Vec<String> {
+            (1..=3).map(|n| format!("{shape} {how} {n}")).collect()
+        };
+
+        // NDJSON, with a blank line, a CRLF, and no line feed at the end.
+        let m = msgs("ndjson");
+        let body = format!(
+            "{}\n\n{}\r\n{}",
+            batch_record(&m[0]),
+            batch_record(&m[1]),
+            batch_record(&m[2])
+        );
+        post_batch(&mut client, "application/x-ndjson", &body, gzipped);
+        for msg in &m {
+            assert_eq!(receiver.line(), pretty(CREATED, "demo", "INFO", msg));
+        }
+        // The same, each line ending with its line feed.
+        let m = msgs("ndjson lf");
+        let body: String = m.iter().map(|msg| batch_record(msg) + "\n").collect();
+        post_batch(&mut client, "application/x-ndjson", &body, gzipped);
+        for msg in &m {
+            assert_eq!(receiver.line(), pretty(CREATED, "demo", "INFO", msg));
+        }
+
+        // A JSON array; the media type is compared case-insensitively, its parameters ignored.
+        let m = msgs("array");
+        let records: Vec<String> = m.iter().map(|msg| batch_record(msg)).collect();
+        let body = format!("[{}]", records.join(",\n "));
+        post_batch(
+            &mut client,
+            "Application/JSON; charset=utf-8",
+            &body,
+            gzipped,
+        );
+        for msg in &m {
+            assert_eq!(receiver.line(), pretty(CREATED, "demo", "INFO", msg));
+        }
+
+        // One JSON object, as `Builder::json(true)` sends it.
+        let msg = format!("single {how}");
+        post_batch(
+            &mut client,
+            "application/json",
+            &batch_record(&msg),
+            gzipped,
+        );
+        assert_eq!(receiver.line(), pretty(CREATED, "demo", "INFO", &msg));
+    }
+
+    // A form record may come gzip-compressed too.
+    let body = gzip(record("demo", "INFO", "form gzip").as_bytes());
+    let response = client.request_with("POST", "/log", &["Content-Encoding: gzip"], &body);
+    assert_eq!(response.status, 200, "{response:?}");
+    assert_eq!(
+        receiver.line(),
+        pretty(CREATED, "demo", "INFO", "form gzip")
+    );
+    receiver.assert_alive("batches");
+}
+
+#[test]
+fn json_values_that_are_not_strings_print_as_their_json_text() {
+    let receiver = Receiver::start(&[]);
+    // `created` a number: still a time. A record without `msg`: its fields, as a form's.
+    let body = concat!(
+        r#"{"name":"demo","msg":"typed","levelname":"INFO","created":1795459757.5,"levelno":20}"#,
+        "\n",
+        r#"{"name":"demo","levelno":20,"ok":true,"none":null,"list":[1,"a\n",{"k":-2.5e3}],"#,
+        r#""empty":{},"esc":"\u001b[31m"}"#,
+        "\n",
+    );
+    let mut client = receiver.connect();
+    post_batch(&mut client, "application/x-ndjson", body, false);
+    assert_eq!(receiver.line(), pretty(CREATED, "demo", "INFO", "typed"));
+    assert_eq!(
+        receiver.line(),
+        r#"POST /log: name=demo levelno=20 ok=true none=null list=[1,"a\n",{"k":-2500.0}] empty={} esc="\u{1b}[31m""#
+    );
+}
+
+#[test]
+fn raw_mode_prints_each_record_of_a_batch_with_its_request() {
+    let receiver = Receiver::start(&["--raw"]);
+    let body = format!(
+        "{}\n{}\n",
+        json_object(&[("name", "demo"), ("msg", "first")]),
+        json_object(&[("msg", "second\nline"), ("x", "1")])
+    );
+    let mut client = receiver.connect();
+    post_batch(&mut client, "application/x-ndjson", &body, false);
+    let head = [
+        "POST /log HTTP/1.1".to_string(),
+        "host: 127.0.0.1".to_string(),
+        "content-type: application/x-ndjson".to_string(),
+        format!("content-length: {}", body.len()),
+    ];
+    for fields in [
+        &["  name = demo", "  msg = first"][..],
+        &[r#"  msg = "second\nline""#, "  x = 1"],
+    ] {
+        for line in &head {
+            assert_eq!(&receiver.line(), line);
+        }
+        for line in fields {
+            assert_eq!(receiver.line(), *line);
+        }
+        assert_eq!(receiver.line(), "");
+    }
+}
+
+#[test]
+fn quiet_mode_counts_each_record_of_a_batch_and_none_of_a_refused_one() {
+    let receiver = Receiver::start(&["--quiet"]);
+    let mut client = receiver.connect();
+    // Refused (its second line is not JSON): counts nothing.
+    let body = format!("{}\n{{\n{}\n", batch_record("a"), batch_record("b"));
+    let content_type = "Content-Type: application/x-ndjson";
+    let response = client.request_with("POST", "/log", &[content_type], body.as_bytes());
+    assert_eq!(response.status, 400, "{response:?}");
+    let body: String = (0..3)
+        .map(|n| batch_record(&n.to_string()) + "\n")
+        .collect();
+    post_batch(&mut client, "application/x-ndjson", &body, true);
+    let body = format!("[{},{}]", batch_record("x"), batch_record("y"));
+    post_batch(&mut client, "application/json", &body, false);
+    loop {
+        let line = receiver.line();
+        if line == "received 5 records" {
+            break;
+        }
+        assert_eq!(
+            line, "received 3 records",
+            "unexpected output in --quiet mode"
+        );
+    }
+}
+
+#[test]
+fn bad_json_and_batches_with_a_bad_line_get_400_and_print_nothing_of_the_request() {
+    let receiver = Receiver::start(&[]);
+    // Two good lines around two bad ones: the whole request is refused.
+    let bad_batch = format!(
+        "{}\n{{\"msg\": oops}}\n\n{}\n\"a string\"\n",
+        batch_record("good 1"),
+        batch_record("good 2")
+    );
+    let refused: [(&str, bool, &[u8], u16, &str); 8] = [
+        (
+            "application/json",
+            false,
+            b"{\"msg\": ",
+            400,
+            "bad JSON body: EOF while parsing",
+        ),
+        (
+            "application/json",
+            false,
+            b"garbage",
+            400,
+            "bad JSON body: expected value",
+        ),
+        (
+            "application/json",
+            false,
+            b"[{\"msg\":\"a\"}, 3]",
+            400,
+            "bad JSON body: invalid type: integer `3`, expected a JSON object",
+        ),
+        (
+            "application/json",
+            false,
+            b"{} {}",
+            400,
+            "bad JSON body: trailing characters",
+        ),
+        (
+            "application/x-ndjson",
+            false,
+            bad_batch.as_bytes(),
+            400,
+            "bad NDJSON line 2: expected value at line 1 column 9 (bad lines: 2 of 4)",
+        ),
+        (
+            "application/x-ndjson",
+            true,
+            bad_batch.as_bytes(),
+            400,
+            "bad NDJSON line 2: ",
+        ),
+        ("application/x-ndjson", true, b"", 400, "bad gzip body"),
+        (
+            "application/json",
+            false,
+            b"{}",
+            415,
+            "Content-Encoding br is not supported",
+        ),
+    ];
+    // One kept-alive connection: after each refusal it serves the next record, and that
+    // record's line is the next one printed (nothing of the refused request came before).
+    let mut client = receiver.connect();
+    for (n, (content_type, gzipped, body, status, why)) in refused.iter().enumerate() {
+        let content_type = format!("Content-Type: {content_type}");
+        let mut headers = vec![content_type.as_str()];
+        let body = match (*gzipped, *status) {
+            (true, _) if body.is_empty() => {
+                headers.push("Content-Encoding: gzip");
+                b"not gzip".to_vec()
+            }
+            (true, _) => {
+                headers.push("Content-Encoding: gzip");
+                gzip(body)
+            }
+            (false, 415) => {
+                headers.push("Content-Encoding: br");
+                body.to_vec()
+            }
+            (false, _) => body.to_vec(),
+        };
+        let response = client.request_with("POST", "/log", &headers, &body);
+        assert_eq!(response.status, *status, "case {n}: {response:?}");
+        assert!(response.body.contains(why), "case {n}: {response:?}");
+        let line = receiver.stderr_containing(why);
+        assert!(line.contains(": POST /log: "), "case {n}: {line}");
+        if *status == 400 {
+            assert!(
+                line.ends_with("the whole request is refused, nothing of it printed")
+                    || line.contains("bad gzip body"),
+                "case {n}: {line}"
+            );
+        }
+        let msg = format!("after refusal {n}");
+        let response = client.request("POST", "/log", record("demo", "INFO", &msg).as_bytes());
+        assert_eq!(response.status, 200, "case {n}: {response:?}");
+        assert_eq!(
+            receiver.line(),
+            pretty(CREATED, "demo", "INFO", &msg),
+            "case {n}"
+        );
+    }
+    receiver.assert_alive("bad batches");
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_gzip_bomb_gets_413_and_the_receiver_keeps_serving_within_bounded_memory() {
+    const CAP: u64 = 1024 * 1024;
+    let receiver = Receiver::start(&["--max-body", &CAP.to_string()]);
+    receiver.assert_alive("the start");
+    let before = proc_status_kib(receiver.pid(), "VmRSS") * 1024;
+    // 100 MB of zeros in about 100 KB: under the cap, so only what it inflates to is over it.
+    let bomb = gzip_bomb(100_000_000);
+    assert!(
+        (bomb.len() as u64) < CAP / 4,
+        "a bomb of {} bytes",
+        bomb.len()
+    );
+    let mut client = receiver.connect();
+    for content_type in [
+        "application/x-ndjson",
+        "application/json",
+        "application/x-www-form-urlencoded",
+    ] {
+        let content_type = format!("Content-Type: {content_type}");
+        let headers = [content_type.as_str(), "Content-Encoding: gzip"];
+        let response = client.request_with("POST", "/log", &headers, &bomb);
+        assert_eq!(response.status, 413, "{content_type}: {response:?}");
+        let why = format!(
+            "gzip body of {} bytes inflates past the limit of {CAP} bytes",
+            bomb.len()
+        );
+        assert!(response.body.contains(&why), "{response:?}");
+        receiver.stderr_containing(&why);
+    }
+    // The peak of resident memory since the start: a few times the cap at most, never the
+    // 100 MB the bomb inflates to.
+    let peak = proc_status_kib(receiver.pid(), "VmHWM") * 1024;
+    let grown = peak.saturating_sub(before);
+    assert!(
+        grown < 16 * CAP,
+        "resident memory peaked {grown} bytes above its start, over 16 x {CAP}"
+    );
+    // A gzip body that inflates to the cap exactly is taken.
+    let exact = format!("msg={}", "x".repeat(CAP as usize - 4));
+    let response = client.request_with(
+        "POST",
+        "/log",
+        &["Content-Encoding: gzip"],
+        &gzip(exact.as_bytes()),
+    );
+    assert_eq!(response.status, 200, "{response:?}");
+    let line = receiver.line();
+    assert!(
+        line == format!("POST /log: {exact}"),
+        "printed {} bytes: {:?}...",
+        line.len(),
+        &line[..line.len().min(100)]
+    );
+    receiver.assert_alive("a gzip bomb");
+}
+
+// ---------------------------------------------------------------------------
 // Hostile clients: the limits hold and the receiver lives
 
 /// `tests/attack/idle_flood.py`: opens connections and never speaks on them.
 const IDLE_FLOOD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/attack/idle_flood.py");
-
-/// A field of `/proc/PID/status` in KiB (`VmRSS`, ...).
-#[cfg(target_os = "linux")]
-fn proc_status_kib(pid: u32, key: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix(key)?.strip_prefix(':'))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {key} in /proc/{pid}/status"))
-}
 
 /// How many file descriptors a process has open.
 #[cfg(target_os = "linux")]
@@ -909,6 +1257,15 @@ fn help_names_every_option_with_its_default() {
     command.arg("--help");
     let Finished { stdout, .. } = run_to_end(command, NEEDS);
     let help = stdout.join("\n");
+    // What it takes, and the rule for a bad batch.
+    for said in [
+        "application/x-ndjson",
+        "application/json",
+        "Content-Encoding: gzip",
+        "All or nothing",
+    ] {
+        assert!(help.contains(said), "--help does not say {said:?}:\n{help}");
+    }
     for (option, default) in [
         ("--port N", "(default 8000)"),
         ("--bind ADDR", "(default 127.0.0.1)"),

@@ -416,6 +416,17 @@ pub fn example_binary(name: &str) -> PathBuf {
     binary
 }
 
+/// A field of `/proc/PID/status` in KiB (`VmRSS`, `VmHWM`, ...).
+#[cfg(target_os = "linux")]
+pub fn proc_status_kib(pid: u32, key: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(key)?.strip_prefix(':'))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {key} in /proc/{pid}/status"))
+}
+
 /// `command`'s program and arguments, space-separated, for messages.
 pub fn shown(command: &Command) -> String {
     std::iter::once(command.get_program())
@@ -483,7 +494,19 @@ impl Client {
 
     /// Sends one request ([`request_bytes`], no extra headers) and reads its response.
     pub fn request(&mut self, method: &str, target: &str, body: &[u8]) -> Response {
-        self.send(&request_bytes(method, target, &[], body));
+        self.request_with(method, target, &[], body)
+    }
+
+    /// Sends one request with the extra `headers` ([`request_bytes`]: a `Content-Type` among
+    /// them replaces the form one) and reads its response.
+    pub fn request_with(
+        &mut self,
+        method: &str,
+        target: &str,
+        headers: &[&str],
+        body: &[u8],
+    ) -> Response {
+        self.send(&request_bytes(method, target, headers, body));
         self.response()
     }
 
@@ -576,20 +599,67 @@ impl Client {
 }
 
 /// The bytes of one HTTP/1.1 request with `Host: 127.0.0.1`, the extra `headers` (whole
-/// lines without their CRLF), and, when `body` is not empty, a form `Content-Type` and the
-/// `Content-Length`; then `body`.
+/// lines without their CRLF), and, when `body` is not empty, a form `Content-Type` (unless
+/// `headers` has a `Content-Type`) and the `Content-Length`; then `body`.
 pub fn request_bytes(method: &str, target: &str, headers: &[&str], body: &[u8]) -> Vec<u8> {
     let mut bytes = format!("{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n");
     for header in headers {
         bytes.push_str(header);
         bytes.push_str("\r\n");
     }
+    let typed = headers.iter().any(|header| {
+        header
+            .split_once(':')
+            .is_some_and(|(name, _)| name.trim().eq_ignore_ascii_case("content-type"))
+    });
     if !body.is_empty() {
-        bytes.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
+        if !typed {
+            bytes.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
+        }
         bytes.push_str(&format!("Content-Length: {}\r\n", body.len()));
     }
     bytes.push_str("\r\n");
     let mut bytes = bytes.into_bytes();
     bytes.extend_from_slice(body);
     bytes
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bodies of batches, for the receivers
+// ---------------------------------------------------------------------------------------------
+
+/// One JSON object of string values, its entries in the order given (each key and value
+/// written by serde_json).
+pub fn json_object(fields: &[(&str, &str)]) -> String {
+    let entries: Vec<String> = fields
+        .iter()
+        .map(|(key, value)| {
+            let key = serde_json::to_string(key).expect("a string serializes");
+            let value = serde_json::to_string(value).expect("a string serializes");
+            format!("{key}:{value}")
+        })
+        .collect();
+    format!("{{{}}}", entries.join(","))
+}
+
+/// `bytes` compressed as one gzip member.
+pub fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(bytes).expect("compress into memory");
+    encoder.finish().expect("compress into memory")
+}
+
+/// A gzip bomb: one gzip member that inflates to `size` zero bytes (100 MB take about 100 KB).
+pub fn gzip_bomb(size: usize) -> Vec<u8> {
+    let zeros = vec![0u8; 1024 * 1024];
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    let mut left = size;
+    while left > 0 {
+        let n = left.min(zeros.len());
+        encoder
+            .write_all(&zeros[..n])
+            .expect("compress into memory");
+        left -= n;
+    }
+    encoder.finish().expect("compress into memory")
 }
