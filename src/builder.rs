@@ -657,6 +657,7 @@ impl Builder {
                 batch: self.batch.clone(),
                 gzip: self.gzip,
                 stash: Vec::new(),
+                stash_body: None,
                 statics: statics.clone(),
                 shared: shared.clone(),
                 retry: self.retry,

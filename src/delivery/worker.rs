@@ -58,6 +58,9 @@ pub(crate) struct Worker {
     /// Records of the next batch, taken off the queue and encoded while the receiver was
     /// answering the batch before.
     pub(crate) stash: Vec<Item>,
+    /// When the stash is a full batch: its body, joined and sealed (gzip) during that wait too,
+    /// with the sequence numbers of its first and last record.
+    pub(crate) stash_body: Option<(u64, u64, Vec<u8>)>,
 }
 
 /// How long a worker filling a batch waits at a time for the next record before it checks
@@ -215,6 +218,7 @@ impl Worker {
             gzip,
             batch,
             stash,
+            stash_body,
             shared,
             ..
         } = self;
@@ -229,6 +233,20 @@ impl Worker {
                     let next = item(encoding, statics, map_record.as_ref(), next, shared);
                     bytes += next.size();
                     stash.push(next);
+                }
+                // Full by records (and within max_bytes): it goes as it is, so its body can be
+                // made now as well.
+                if stash_body.is_none()
+                    && stash.len() == batch.max_records
+                    && bytes <= batch.max_bytes
+                    && stash.iter().all(|item| item.json.is_ok())
+                {
+                    let mut body = Vec::with_capacity(bytes + stash.len() + 2);
+                    let bodies = stash.iter().map(|i| i.json.as_deref().unwrap_or_default());
+                    batch.format.join(bodies, &mut body);
+                    seal(*gzip, &mut body);
+                    let (first, last) = (stash[0].rec.seq, stash[stash.len() - 1].rec.seq);
+                    *stash_body = Some((first, last, body));
                 }
             } else if *look_ahead && ahead.is_none() {
                 if let Ok(next) = rx.try_recv() {
@@ -404,11 +422,20 @@ impl Worker {
             if part.is_empty() {
                 continue;
             }
-            let bodies = ready[part.clone()]
-                .iter()
-                .map(|item| item.json.as_deref().unwrap_or_default());
-            batch.format.join(bodies, &mut self.payload);
-            seal(self.gzip, &mut self.payload);
+            let (first, last) = (ready[part.start].rec.seq, ready[part.end - 1].rec.seq);
+            match self.stash_body.take() {
+                // Made while the batch before was answered: these very records.
+                Some((f, l, body)) if (f, l) == (first, last) && part.len() == ready.len() => {
+                    self.payload = body;
+                }
+                _ => {
+                    let bodies = ready[part.clone()]
+                        .iter()
+                        .map(|item| item.json.as_deref().unwrap_or_default());
+                    batch.format.join(bodies, &mut self.payload);
+                    seal(self.gzip, &mut self.payload);
+                }
+            }
             match self.deliver(jitter) {
                 Ok(()) => {
                     self.report_losses();
