@@ -321,6 +321,8 @@ fn serve(options: Options) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let mut options = options;
+    let fitted = fit_descriptor_limit(&mut options.limits);
     let workers = match start_workers() {
         Ok(workers) => workers,
         Err(err) => {
@@ -334,6 +336,9 @@ fn serve(options: Options) -> ExitCode {
         IpAddr::V6(ip) => format!("[{ip}]"),
     };
     report!("listening on http://{host}:{}", local.port());
+    if let Some(message) = fitted {
+        report!("receiver: {message}");
+    }
 
     let shared = Arc::new(Shared {
         mode: options.mode,
@@ -366,6 +371,45 @@ fn serve(options: Options) -> ExitCode {
         worker.spawn(Arc::clone(&shared).connection(next_id, stream, peer, watch));
         next_id += 1;
     }
+}
+
+/// Raises the soft limit of open files to the hard one, so that `--max-connections` is what
+/// limits connections, not `accept` failing with "too many open files" (where nothing is
+/// evicted and new clients wait). If the limit is still too low for the connections, they are
+/// cut to fit, and the returned line says so.
+fn fit_descriptor_limit(limits: &mut Limits) -> Option<String> {
+    // Descriptors for the rest: stdio, the listener, the runtimes' epoll and wake-up fds.
+    const SPARE: u64 = 64;
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read or write the struct given.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return None;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit.rlim_cur = limit.rlim_max;
+            }
+        }
+    }
+    let room = limit.rlim_cur.saturating_sub(SPARE).max(1);
+    if limits.max_connections as u64 <= room {
+        return None;
+    }
+    let asked = limits.max_connections;
+    limits.max_connections = room as usize;
+    Some(format!(
+        "--max-connections {asked} is more than the {} open files this process may have: \
+         serving at most {room} connections at once",
+        limit.rlim_cur
+    ))
 }
 
 /// One worker thread per core (at most 8), each driving a single-threaded runtime.
@@ -569,6 +613,7 @@ impl Shared {
             .min(self.limits.idle_timeout)
             .min(self.limits.request_timeout)
             / 4;
+        let tick = tick.max(Duration::from_millis(10));
         let (by_hyper, message) = loop {
             let (deadline, what) = watch.deadline(&self.limits);
             let now = Instant::now();
@@ -591,20 +636,25 @@ impl Shared {
                 () = tokio::time::sleep_until(deadline.min(now + tick)) => {}
             }
         };
-        lock(&self.open).remove(&id);
         if let Some(message) = message {
             report!("receiver: {peer}: {message}");
         }
         if by_hyper {
-            // hyper is done with the socket: it is ours alone again.
+            // hyper is done with the socket: it is ours alone again. Still counted among the
+            // open connections while it closes (and a new connection may cut that short).
+            watch.set(Phase::Idle(Instant::now()));
             drop(connection);
             if let Ok(stream) = Arc::try_unwrap(stream) {
                 let stream = stream
                     .into_inner()
                     .unwrap_or_else(|poisoned| poisoned.into_inner());
-                self.close(&stream).await;
+                tokio::select! {
+                    () = self.close(&stream) => {}
+                    () = watch.evict.notified() => {}
+                }
             }
         }
+        lock(&self.open).remove(&id);
     }
 
     /// Closes a connection we end, without losing our last answer: a close while unread

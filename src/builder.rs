@@ -651,7 +651,7 @@ impl Builder {
                 transport: Transport::new(transport.clone()),
                 encoding: encoding.clone(),
                 payload: Vec::new(),
-                look_ahead: self.connections == 1 && self.batch.is_none(),
+                look_ahead: self.connections == 1,
                 ahead: None,
                 ahead_payload: Vec::new(),
                 batch: self.batch.clone(),

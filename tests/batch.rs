@@ -330,3 +330,97 @@ fn batches_and_gzip_need_post() {
         assert_eq!(err.kind(), ErrorKind::InvalidConfig, "{err}");
     }
 }
+
+#[test]
+fn a_max_delay_without_end_sends_by_count_and_at_flush() {
+    let server = Server::start();
+    let logger = fast(server.host())
+        .batch(Batch::ndjson().max_records(3).max_delay(Duration::MAX))
+        .build()
+        .unwrap();
+    for i in 0..4 {
+        log::info!(logger: logger, "record {i}");
+    }
+    let full = server.recv(WAIT).expect("the full batch");
+    assert_eq!(msgs(&full), numbered(3));
+    flushed(&logger);
+    let last = server.recv(WAIT).expect("the rest at flush");
+    assert_eq!(msgs(&last), ["record 3"]);
+    assert_eq!(logger.stats().sent, 4);
+    drop_bounded(logger);
+}
+
+#[test]
+fn a_refusal_of_every_batch_alike_is_not_split() {
+    // A 401 refuses any request: splitting would only multiply them.
+    let server = Server::with_script(|_, _| Reply::Status(401));
+    let logger = fast(server.host())
+        .batch(Batch::ndjson().max_delay(Duration::from_secs(60)))
+        .build()
+        .unwrap();
+    for i in 0..16 {
+        log::info!(logger: logger, "record {i}");
+    }
+    flushed(&logger);
+    let stats = logger.stats();
+    assert_adds_up(&stats);
+    assert_eq!((stats.sent, stats.failed), (0, 16), "{stats:?}");
+    drop_bounded(logger);
+    let requests = server.try_drain();
+    assert_eq!(requests.len(), 1, "one request, not split");
+    assert_eq!(msgs(&requests[0]), numbered(16));
+}
+
+#[test]
+fn batches_of_large_records_stay_within_max_bytes_and_in_order() {
+    // Records of about 1.3 KB with 4 KB batches: each batch holds two or three, none
+    // carried over and over (the stash counts what the last batch left).
+    let server = Server::start();
+    let logger = fast(server.host())
+        .batch(
+            Batch::ndjson()
+                .max_bytes(4_000)
+                .max_delay(Duration::from_secs(60)),
+        )
+        .build()
+        .unwrap();
+    let pad = "y".repeat(700);
+    for i in 0..60 {
+        log::info!(logger: logger, "record {i} {pad}");
+    }
+    flushed(&logger);
+    let got = collect(&server, 60);
+    let all: Vec<String> = got.iter().flat_map(msgs).collect();
+    let want: Vec<String> = (0..60).map(|i| format!("record {i} {pad}")).collect();
+    assert_eq!(all, want);
+    for r in &got {
+        assert!(
+            r.body.len() <= 4_000 || msgs(r).len() == 1,
+            "{} bytes in one batch of {}",
+            r.body.len(),
+            msgs(r).len()
+        );
+    }
+    drop_bounded(logger);
+}
+
+#[test]
+fn several_connections_deliver_every_batched_record_once() {
+    let server = Server::start();
+    let logger = fast(server.host())
+        .connections(3)
+        .batch(Batch::json_array().max_records(25))
+        .build()
+        .unwrap();
+    for i in 0..500 {
+        log::info!(logger: logger, "record {i}");
+    }
+    flushed(&logger);
+    let stats = logger.stats();
+    assert_eq!((stats.sent, stats.failed), (500, 0), "{stats:?}");
+    let got = collect(&server, 500);
+    let mut all: Vec<String> = got.iter().flat_map(msgs).collect();
+    all.sort_by_key(|m| m[7..].parse::<usize>().unwrap());
+    assert_eq!(all, numbered(500));
+    drop_bounded(logger);
+}

@@ -1293,3 +1293,46 @@ fn help_names_every_option_with_its_default() {
         );
     }
 }
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_low_soft_limit_of_open_files_is_raised_and_a_low_hard_one_cuts_the_connections() {
+    use std::net::TcpStream;
+    // The soft limit at 256 (the hard one as it is): the receiver raises it, and holds more
+    // idle connections than 256 descriptors would allow.
+    let binary = receiver_binary();
+    let mut command = Command::new("sh");
+    command
+        .args(["-c", "ulimit -Sn 256 && exec \"$0\" --port 0"])
+        .arg(&binary)
+        .stdin(Stdio::null());
+    let receiver = Receiver {
+        server: Server::start(shown(&command), command, WAIT, NEEDS),
+    };
+    let held: Vec<TcpStream> = (0..400)
+        .map(|_| TcpStream::connect(receiver.host()).expect("connect"))
+        .collect();
+    let bound = std::time::Instant::now() + WAIT;
+    while open_fds(receiver.pid()) < 400 && std::time::Instant::now() < bound {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(open_fds(receiver.pid()) >= 400, "it holds every connection");
+    receiver.assert_alive("400 idle connections under a soft limit of 256");
+    drop(held);
+    drop(receiver);
+
+    // Both limits at 256: --max-connections is cut to fit, and said so.
+    let mut command = Command::new("sh");
+    command
+        .args(["-c", "ulimit -n 256 && exec \"$0\" --port 0"])
+        .arg(&binary)
+        .stdin(Stdio::null());
+    let receiver = Receiver {
+        server: Server::start(shown(&command), command, WAIT, NEEDS),
+    };
+    receiver.stderr_containing(
+        "--max-connections 1024 is more than the 256 open files this process may have: \
+         serving at most 192 connections at once",
+    );
+    receiver.assert_alive("a hard limit of 256");
+}

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
+use crate::deadline::deadline_after;
 use crate::delivery::progress::{LOSS_REPORT_INTERVAL, LossReport, Shared};
 use crate::delivery::retry::{Decision, Jitter, RetryPolicy, decide};
 use crate::delivery::stats::Counters;
@@ -43,7 +44,8 @@ pub(crate) struct Worker {
     pub(crate) max_record_bytes: usize,
     /// The payload being sent, reused from one record to the next.
     pub(crate) payload: Vec<u8>,
-    /// Whether to take the next record while the receiver answers: only for a worker alone on
+    /// Whether to take the next record (batching: the next batch's records) while the receiver
+    /// answers: only for a worker alone on
     /// its queue, where a record held back behind a retried one would wait anyway. (With
     /// several, another worker takes it.)
     pub(crate) look_ahead: bool,
@@ -70,7 +72,8 @@ const BATCH_POLL: Duration = Duration::from_millis(10);
 /// Why a payload was not delivered.
 struct Undelivered {
     reason: String,
-    /// The receiver refused it with a 4xx status: a batch is worth splitting.
+    /// The receiver refused what it holds (400, 413, 422): a batch is worth splitting. (A 401,
+    /// 403 or 404 refuses any batch: splitting would only multiply the requests.)
     refused: bool,
 }
 
@@ -134,8 +137,9 @@ fn item(
 }
 
 impl Item {
+    /// Its bytes in a batch body: its JSON and the separator after it.
     fn size(&self) -> usize {
-        self.json.as_ref().map_or(0, Vec::len)
+        self.json.as_ref().map_or(0, |json| json.len() + 1)
     }
 }
 
@@ -223,7 +227,7 @@ impl Worker {
             ..
         } = self;
         let mut look_ahead = || {
-            if let Some(batch) = batch {
+            if let (Some(batch), true) = (batch.as_ref(), *look_ahead) {
                 // The next batch's records, encoded while this one's answer comes.
                 let mut bytes: usize = stash.iter().map(Item::size).sum();
                 while stash.len() < batch.max_records && bytes <= batch.max_bytes {
@@ -248,7 +252,7 @@ impl Worker {
                     let (first, last) = (stash[0].rec.seq, stash[stash.len() - 1].rec.seq);
                     *stash_body = Some((first, last, body));
                 }
-            } else if *look_ahead && ahead.is_none() {
+            } else if batch.is_none() && *look_ahead && ahead.is_none() {
                 if let Ok(next) = rx.try_recv() {
                     // Whatever happens here is the next record's, never the one in flight's.
                     let prepared = catch_unwind(AssertUnwindSafe(|| {
@@ -280,7 +284,7 @@ impl Worker {
                 Decision::Refused { reason, status } => {
                     return Err(Undelivered {
                         reason,
-                        refused: (400..500).contains(&status),
+                        refused: matches!(status, 400 | 413 | 422),
                     });
                 }
                 Decision::Reject { reason } => return Err(given_up(reason)),
@@ -321,24 +325,26 @@ impl Worker {
     fn run_batches(mut self, batch: &Batch) {
         let mut jitter = Jitter::new();
         let shared = self.shared.clone();
-        // Records past the last batch's limits: they start this one, before the stash.
-        let mut carried: Vec<Item> = Vec::new();
         loop {
-            let mut items = std::mem::take(&mut carried);
-            items.append(&mut self.stash);
+            // The stash holds what was past the last batch's limits, then what the worker took
+            // while that batch was answered: this batch starts with it.
+            let mut items = std::mem::take(&mut self.stash);
             if items.is_empty() {
                 match self.rx.recv() {
                     Ok(rec) => items.push(self.item(rec)),
                     Err(_) => return,
                 }
             }
-            let waited_out = Instant::now() + batch.max_delay;
+            // Saturating: `max_delay` may be `Duration::MAX` (send only by count or size).
+            let waited_out = deadline_after(batch.max_delay);
             let mut bytes: usize = items.iter().map(Item::size).sum();
-            let first_seq = items[0].rec.seq;
+            // The lowest number in the batch: records reach the queue not quite in the order
+            // they were numbered, and a flush waits for any of them.
+            let mut lowest = items.iter().map(|item| item.rec.seq).min().unwrap_or(0);
             while items.len() < batch.max_records && bytes <= batch.max_bytes {
                 // Past the delay, or with a flush waiting: what the queue holds, no more.
                 let now = Instant::now();
-                let wait = if now >= waited_out || shared.is_urgent(first_seq) {
+                let wait = if now >= waited_out || shared.is_urgent(lowest) {
                     Duration::ZERO
                 } else {
                     (waited_out - now).min(BATCH_POLL)
@@ -358,6 +364,7 @@ impl Worker {
                     Ok(rec) => {
                         let item = self.item(rec);
                         bytes += item.size();
+                        lowest = lowest.min(item.rec.seq);
                         items.push(item);
                     }
                     Err(RecvTimeoutError::Timeout) => {}
@@ -376,7 +383,8 @@ impl Worker {
                     break;
                 }
             }
-            carried = items.split_off(keep);
+            // The look-ahead (while this batch is answered) adds to it, within the limits.
+            self.stash = items.split_off(keep);
             self.send_batch(batch, items, &mut jitter);
         }
     }
@@ -422,10 +430,24 @@ impl Worker {
             if part.is_empty() {
                 continue;
             }
+            if shared.abandoned() {
+                for item in &ready[part] {
+                    shared.record_failure("the logger shut down before it was sent".into());
+                    shared.finish(item.rec.seq, &shared.counters.failed);
+                }
+                continue;
+            }
             let (first, last) = (ready[part.start].rec.seq, ready[part.end - 1].rec.seq);
-            match self.stash_body.take() {
-                // Made while the batch before was answered: these very records.
-                Some((f, l, body)) if (f, l) == (first, last) && part.len() == ready.len() => {
+            // The body made while the batch before was answered is for this batch whole: taken
+            // (and dropped if it is for other records) by the first part only, so that while a
+            // refused batch is split, the next batch's body made meanwhile is kept.
+            let made = if part.len() == ready.len() {
+                self.stash_body.take()
+            } else {
+                None
+            };
+            match made {
+                Some((f, l, body)) if (f, l) == (first, last) => {
                     self.payload = body;
                 }
                 _ => {

@@ -21,9 +21,10 @@ pub const DEFAULT_BATCH_DELAY: Duration = Duration::from_secs(1);
 /// the program and a signal taken by
 /// [`flush_on_signals`](crate::Builder::flush_on_signals). [`Stats`](crate::Stats) counts
 /// records, not requests. A transient failure retries the whole batch within the retry
-/// budget; a batch the receiver rejects (any 4xx but 408 and 429, a 413 among them) is split
-/// in halves and each half sent again, down to single records, so one bad record loses only
-/// itself.
+/// budget; a batch the receiver refuses for what it holds (400, 413 or 422) is split in halves
+/// and each half sent again, down to single records, so one bad record loses only itself. Any
+/// other refusal (a 401, 403 or 404 refuses every batch alike) fails the batch's records at
+/// once. `max_bytes` counts each record's JSON and its separator.
 ///
 /// ```
 /// use std::time::Duration;
