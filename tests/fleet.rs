@@ -32,6 +32,7 @@
 //! this same binary, re-run with `HTTP_LOGGER_FLEET_SENDER` set to the sender's number.
 
 mod child;
+mod harness;
 
 use std::collections::HashMap;
 use std::net::{TcpListener, TcpStream};
@@ -649,34 +650,5 @@ fn main() {
         "a_fleet_behind_nginx_delivers_every_record_at_least_once_when_a_receiver_dies",
         a_fleet_behind_nginx_delivers_every_record_at_least_once_when_a_receiver_dies,
     )];
-    let filter: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    println!("\nrunning {} test", tests.len());
-    let (mut passed, mut failed, mut filtered) = (0, 0, 0);
-    for (name, test) in tests {
-        if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
-            filtered += 1;
-            continue;
-        }
-        match std::panic::catch_unwind(test) {
-            Ok(()) => {
-                passed += 1;
-                println!("test {name} ... ok");
-            }
-            Err(_) => {
-                failed += 1;
-                println!("test {name} ... FAILED");
-            }
-        }
-    }
-    let result = if failed == 0 { "ok" } else { "FAILED" };
-    println!(
-        "\ntest result: {result}. {passed} passed; {failed} failed; 0 ignored; 0 measured; \
-         {filtered} filtered out\n"
-    );
-    if failed > 0 {
-        std::process::exit(1);
-    }
+    harness::run(&tests);
 }

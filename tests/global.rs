@@ -3,6 +3,7 @@
 //! to the scenario, and the parent checks what the receiver got and what the child printed.
 //! (`harness = false` in Cargo.toml: this file's `main` is the test runner.)
 
+mod harness;
 mod support;
 
 use std::io::Read;
@@ -632,32 +633,5 @@ fn main() {
             a_second_init_fails_and_the_http_stack_never_logs_to_itself,
         ),
     ];
-    let filter: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    println!("\nrunning {} tests", tests.len());
-    let (mut passed, mut failed) = (0, 0);
-    for (name, test) in tests {
-        if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
-            continue;
-        }
-        match std::panic::catch_unwind(test) {
-            Ok(()) => {
-                passed += 1;
-                println!("test {name} ... ok");
-            }
-            Err(_) => {
-                failed += 1;
-                println!("test {name} ... FAILED");
-            }
-        }
-    }
-    let result = if failed == 0 { "ok" } else { "FAILED" };
-    println!(
-        "\ntest result: {result}. {passed} passed; {failed} failed; 0 ignored; 0 measured; 0 filtered out\n"
-    );
-    if failed > 0 {
-        std::process::exit(1);
-    }
+    harness::run(&tests);
 }
