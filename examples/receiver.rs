@@ -599,7 +599,12 @@ impl Shared {
         let mut http = hyper::server::conn::http1::Builder::new();
         // Our own deadlines (the Watch) cover the head; hyper's would also end idle
         // connections at the head's deadline.
-        http.header_read_timeout(None).max_buf_size(MAX_HEAD);
+        // One plain write of the whole answer: on loopback a small `writev` of head and body
+        // costs more than copying them together (measured: 2 connections, 0.8 to 1.0 of the
+        // thread-per-connection receiver with writev, parity without).
+        http.header_read_timeout(None)
+            .max_buf_size(MAX_HEAD)
+            .writev(false);
         let mut connection = Box::pin(http.serve_connection(TokioIo::new(io), service));
 
         // Why the connection ends: hyper ended it (after its last answer, which must not be
