@@ -85,37 +85,8 @@ trap cleanup EXIT
 free_port() { "$PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 port=$(free_port)
 tls_port=$(free_port)
-user_line=
-[ "$(id -u)" -eq 0 ] && user_line="user root;"
-mkdir -p "$work/nginx"
-cat >"$work/nginx.conf" <<EOF
-$user_line
-worker_processes 1;
-daemon off;
-pid $work/nginx.pid;
-error_log $work/nginx.err warn;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  keepalive_requests 1000000000;
-  keepalive_timeout 300s;
-  client_body_buffer_size 64k;
-  client_max_body_size 16m;
-  client_body_temp_path $work/nginx/body;
-  proxy_temp_path $work/nginx/proxy;
-  fastcgi_temp_path $work/nginx/fastcgi;
-  uwsgi_temp_path $work/nginx/uwsgi;
-  scgi_temp_path $work/nginx/scgi;
-  server {
-    listen 127.0.0.1:$port;
-    listen 127.0.0.1:$tls_port ssl;
-    ssl_certificate $work/leaf.pem;
-    ssl_certificate_key $work/leaf.key;
-    location / { return 200; }
-  }
-}
-EOF
-"$nginx_bin" -c "$work/nginx.conf" -p "$work/nginx" 2>"$work/nginx.start" &
+bash scripts/nginx_return_200.sh "$work" "$port" "$tls_port" "$work/leaf.pem" "$work/leaf.key" \
+  2>"$work/nginx.start" &
 nginx_pid=$!
 for _ in $(seq 200); do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi

@@ -22,7 +22,6 @@ if ! command -v wrk >/dev/null 2>&1 || ! { command -v nginx >/dev/null 2>&1 || [
   echo "installing nginx-core and wrk (Debian packages; the nginx service is kept from starting)" >&2
   bash scripts/apt_install.sh nginx-core wrk
 fi
-nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
 
 echo "building (release)..." >&2
 cargo build --release --quiet --example receiver --example loadgen
@@ -67,28 +66,7 @@ start() {
 
 free_port() { "$PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 port=$(free_port)
-mkdir -p "$work/nginx"
-user_line=
-[ "$(id -u)" -eq 0 ] && user_line="user root;"
-cat >"$work/nginx.conf" <<CONF
-$user_line
-worker_processes 1;
-daemon off;
-pid $work/nginx.pid;
-error_log $work/nginx.err warn;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  keepalive_requests 1000000000;
-  client_body_temp_path $work/nginx/body;
-  proxy_temp_path $work/nginx/proxy;
-  fastcgi_temp_path $work/nginx/fastcgi;
-  uwsgi_temp_path $work/nginx/uwsgi;
-  scgi_temp_path $work/nginx/scgi;
-  server { listen 127.0.0.1:$port; location / { return 200; } }
-}
-CONF
-"$nginx_bin" -c "$work/nginx.conf" -p "$work/nginx" 2>"$work/nginx.start" &
+bash scripts/nginx_return_200.sh "$work" "$port" 2>"$work/nginx.start" &
 pids+=($!)
 for _ in $(seq 200); do
   (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
