@@ -405,14 +405,8 @@ impl Worker {
     /// refuses alone fail.
     fn send_batch(&mut self, batch: &Batch, items: Vec<Item>, jitter: &mut Jitter) {
         let shared = self.shared.clone();
-        if shared.abandoned() {
-            for item in &items {
-                shared.record_failure("the logger shut down before it was sent".into());
-                shared.finish(item.rec.seq, &shared.counters.failed);
-            }
-            return;
-        }
-        // Records that could not be encoded fail alone, now.
+        // Records that could not be encoded fail alone, now. (After a shutdown's abandon, the
+        // others fail in the loop below, part by part.)
         let mut ready = Vec::with_capacity(items.len());
         for item in items {
             match &item.json {
