@@ -9,7 +9,7 @@ use ureq_proto::http::{HeaderName, HeaderValue, header};
 
 use crate::delivery::progress::Shared;
 use crate::delivery::retry::RetryPolicy;
-use crate::delivery::worker::{MapRecord, Worker};
+use crate::delivery::worker::Worker;
 use crate::error::{Error, ErrorKind};
 use crate::logger::{HttpLogger, Overflow};
 use crate::transport::conn::TlsTarget;
@@ -19,7 +19,7 @@ use crate::transport::{Transport, TransportConfig, tls};
 use crate::wire::Method;
 use crate::wire::batch::Batch;
 use crate::wire::encode::Encoding;
-use crate::wire::fields::{Fields, Statics};
+use crate::wire::fields::{Fields, MapRecord, Statics};
 use crate::wire::record::now_ns;
 
 /// The level below which records are ignored, by default.

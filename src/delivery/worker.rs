@@ -15,8 +15,8 @@ use crate::delivery::retry::{Decision, Jitter, RetryPolicy, decide};
 use crate::delivery::stats::Counters;
 use crate::transport::Transport;
 use crate::wire::batch::{Batch, gzip};
-use crate::wire::encode::Encoding;
-use crate::wire::fields::{FieldSource, Fields, RecordView, Statics};
+use crate::wire::encode::{Encoding, prepare};
+use crate::wire::fields::{FieldSource, MapRecord, RecordView, Statics};
 use crate::wire::record::Captured;
 
 thread_local! {
@@ -28,9 +28,6 @@ thread_local! {
 pub(crate) fn in_worker() -> bool {
     IN_WORKER.try_with(Cell::get).unwrap_or(false)
 }
-
-/// The user's `map_record` hook.
-pub(crate) type MapRecord = Arc<dyn Fn(&mut Fields) + Send + Sync>;
 
 /// One worker: a thread with a connection of its own, taking records off the shared queue.
 pub(crate) struct Worker {
@@ -92,26 +89,6 @@ impl Drop for Held {
     fn drop(&mut self) {
         self.0.release(self.1);
     }
-}
-
-/// Encodes `rec` into `out` as `encoding` says, through the `map_record` hook if there is one.
-fn prepare(
-    encoding: &Encoding,
-    statics: &Statics,
-    map_record: Option<&MapRecord>,
-    rec: &Captured,
-    out: &mut Vec<u8>,
-) -> Result<(), String> {
-    let view = RecordView { rec, statics };
-    let Some(map) = map_record else {
-        encoding.encode(&view, out);
-        return Ok(());
-    };
-    let mut fields = Fields::collect(&view);
-    catch_unwind(AssertUnwindSafe(|| map(&mut fields)))
-        .map_err(|_| "the map_record hook panicked".to_owned())?;
-    encoding.encode(&fields, out);
-    Ok(())
 }
 
 /// A record taken for a batch: encoded (through the `map_record` hook) to its JSON.

@@ -1,9 +1,12 @@
 //! The encodings of the fields: a form (a POST body or a GET query) or one JSON object.
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
 use crate::wire::Method;
-use crate::wire::fields::FieldSource;
+use crate::wire::fields::{FieldSource, Fields, MapRecord, RecordView, Statics};
+use crate::wire::record::Captured;
 
 /// How the fields travel, chosen once at build time: a method and a body format together.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +54,26 @@ impl Encoding {
             Encoding::Json => encode_json(fields, out),
         }
     }
+}
+
+/// Encodes `rec` into `out` as `encoding` says, through the `map_record` hook if there is one.
+pub(crate) fn prepare(
+    encoding: &Encoding,
+    statics: &Statics,
+    map_record: Option<&MapRecord>,
+    rec: &Captured,
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
+    let view = RecordView { rec, statics };
+    let Some(map) = map_record else {
+        encoding.encode(&view, out);
+        return Ok(());
+    };
+    let mut fields = Fields::collect(&view);
+    catch_unwind(AssertUnwindSafe(|| map(&mut fields)))
+        .map_err(|_| "the map_record hook panicked".to_owned())?;
+    encoding.encode(&fields, out);
+    Ok(())
 }
 
 /// Fields serialized as one map, in order.

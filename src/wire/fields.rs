@@ -1,8 +1,13 @@
 //! The record-to-fields mapping of the wire contract (`WIRE.md`). Pure functions, run on the
 //! worker.
 
+use std::sync::Arc;
+
 use crate::wire::number::Small;
 use crate::wire::record::Captured;
+
+/// The user's [`map_record`](crate::Builder::map_record) hook.
+pub(crate) type MapRecord = Arc<dyn Fn(&mut Fields) + Send + Sync>;
 
 /// What never changes for one logger: encoded once, sent with every record.
 #[derive(Debug, Clone)]
