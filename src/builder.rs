@@ -1,15 +1,19 @@
 //! The builder, its defaults, and the checks `build()` makes.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use ureq_proto::http::{HeaderName, HeaderValue, header};
 
 use crate::delivery::progress::Shared;
+use crate::delivery::progress::Spilling;
 use crate::delivery::retry::RetryPolicy;
-use crate::delivery::worker::Worker;
+use crate::delivery::spool::Spool;
+use crate::delivery::worker::{Worker, run_spill};
 use crate::error::{Error, ErrorKind};
 use crate::logger::{HttpLogger, Overflow};
 use crate::transport::conn::TlsTarget;
@@ -48,6 +52,8 @@ pub const DEFAULT_CONNECTIONS: usize = 1;
 const MAX_CONNECTIONS: usize = 64;
 /// The most bytes of text (message, error, key-values) one record keeps, by default.
 pub const DEFAULT_MAX_RECORD_BYTES: usize = 4 << 20;
+/// The most bytes a logger keeps in its [spool](Builder::spool), by default: 256 MiB.
+pub const DEFAULT_SPOOL_MAX_BYTES: u64 = 256 << 20;
 
 impl HttpLogger {
     /// Installs a logger sending to `host` (`name`, `name:port` or `[v6]:port`) at `url` (a path
@@ -115,6 +121,8 @@ impl HttpLogger {
 /// | [`shutdown_timeout`](Builder::shutdown_timeout) | [`DEFAULT_SHUTDOWN_TIMEOUT`] (5 s) |
 /// | [`retry_budget`](Builder::retry_budget) | [`DEFAULT_RETRY_ATTEMPTS`] (12), [`DEFAULT_RETRY_TIME`] (30 s) |
 /// | [`backoff`](Builder::backoff) | [`DEFAULT_MIN_BACKOFF`] (50 ms) to [`DEFAULT_MAX_BACKOFF`] (2 s) |
+/// | [`spool`](Builder::spool) | none: what the queue cannot hold is dropped |
+/// | [`spool_max_bytes`](Builder::spool_max_bytes) | [`DEFAULT_SPOOL_MAX_BYTES`] (256 MiB) |
 /// | [`print_losses`](Builder::print_losses) | `true` |
 /// | [`flush_on_signals`](Builder::flush_on_signals) | `false` |
 /// | [`hostname`](Builder::hostname) | `true` |
@@ -154,6 +162,8 @@ pub struct Builder {
     gzip: bool,
     print_losses: bool,
     flush_on_signals: bool,
+    spool: Option<PathBuf>,
+    spool_max_bytes: u64,
 }
 
 impl Builder {
@@ -194,6 +204,8 @@ impl Builder {
             gzip: false,
             print_losses: true,
             flush_on_signals: false,
+            spool: None,
+            spool_max_bytes: DEFAULT_SPOOL_MAX_BYTES,
         }
     }
 
@@ -490,6 +502,65 @@ impl Builder {
         self
     }
 
+    /// Keeps on disk, in files of `dir`, what memory cannot hold, instead of dropping or giving
+    /// it up: a record the queue cannot take (full, or past
+    /// [`queue_max_bytes`](Builder::queue_max_bytes)), a record whose retries run out, and
+    /// every record still undelivered when a flush at shutdown (a drop, the exit, a signal)
+    /// reaches its [timeout](Builder::shutdown_timeout). Spooled records are delivered when
+    /// the receiver answers again, oldest first and after what the queue held before them, by
+    /// this process or by the next one started with the same `dir`. They keep every field as
+    /// it was when they were logged (`created`, `process`, the `map_record` hook's changes).
+    ///
+    /// - **Costs nothing while the receiver keeps up**: no file is made until a record goes
+    ///   to disk.
+    /// - **Crash-consistent**: each record is framed with its length and a CRC-32; a torn or
+    ///   corrupt tail (a crash or a power loss mid-write) is reported in one stderr line and
+    ///   skipped, never costing the records before it. A record leaves the spool only once the
+    ///   receiver took it (or refused it for good): a crash in between may deliver it again
+    ///   (at least once). Files are not `fsync`ed: what the kernel had not written when the
+    ///   machine lost power is lost; a killed process loses nothing it had written.
+    /// - **Several processes, one directory**: each writes files of its own, locked while it
+    ///   lives (`flock`), and replays the files dead processes left, at start and every few
+    ///   seconds. Files in `dir` that are not spool files are left alone; a `.spool` file
+    ///   without a spool header is renamed `.spool.bad` and reported.
+    /// - **Bounded**: past [`spool_max_bytes`](Builder::spool_max_bytes) (this logger's files
+    ///   together), or when the disk refuses a write, records are dropped and counted, with
+    ///   the reason in [`last_error`](crate::HttpLogger::last_error). A write past the
+    ///   process's file size limit fails instead of killing it (`SIGXFSZ` is ignored, unless
+    ///   the program set what it does).
+    /// - **Not guaranteed**: what was only in memory when the process was killed (`SIGKILL`,
+    ///   an abort), or when a shutdown's workers did not hand it over within a second of the
+    ///   timeout (a request in flight).
+    ///
+    /// [`Stats::spooled`](crate::Stats::spooled) counts this logger's records on disk, and
+    /// [`Stats::replayed`](crate::Stats::replayed) the records delivered from it.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), http_logger::Error> {
+    /// http_logger::HttpLogger::builder("localhost:8000", "/")
+    ///     .spool("/var/spool/my-service/logs")
+    ///     .init()?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// Build fails ([`ErrorKind::Spool`]) when `dir` cannot be created, or a file cannot be
+    /// made, locked and removed in it. Defaults to none.
+    pub fn spool(mut self, dir: impl Into<PathBuf>) -> Builder {
+        self.spool = Some(dir.into());
+        self
+    }
+
+    /// The most bytes this logger keeps in its [spool](Builder::spool): about the records'
+    /// fields, plus 17 bytes each and 24 a file. Size it for the longest outage to ride out:
+    /// the rate of records times their size (a form of some 600 bytes with short messages)
+    /// times the outage: 100 records a second for an hour is about 220 MB.
+    ///
+    /// Defaults to [`DEFAULT_SPOOL_MAX_BYTES`] (256 MiB). Zero: build fails.
+    pub fn spool_max_bytes(mut self, bytes: u64) -> Builder {
+        self.spool_max_bytes = bytes;
+        self
+    }
+
     /// Whether a shutdown that gives records up (dropping a built logger, the exit of the
     /// program) says so in one line on stderr: how many, where to, and why, as
     /// `http-logger: 2,749 records not delivered to http://127.0.0.1:9100/ within the 5 s
@@ -641,10 +712,52 @@ impl Builder {
         )
         .map_err(|reason| Error::new(ErrorKind::InvalidConfig, reason))?;
         let (tx, rx) = crossbeam_channel::bounded(self.queue_capacity);
+        let (spill, spilling) = match &self.spool {
+            None => (None, None),
+            Some(_) if self.spool_max_bytes == 0 => {
+                return config_error("invalid spool_max_bytes: it must be at least 1");
+            }
+            Some(dir) => {
+                let spool = Spool::open(
+                    dir.clone(),
+                    self.spool_max_bytes,
+                    statics.clone(),
+                    self.map_record.clone(),
+                    encoding.stored(),
+                )
+                .map_err(|message| Error::new(ErrorKind::Spool, message))?;
+                // Bounded by bytes (as the queue is, by queue_max_bytes), not by count: a burst
+                // the disk takes more slowly than it comes waits here in memory.
+                let (spill, handed) = crossbeam_channel::unbounded();
+                let spilling = Spilling {
+                    spool: Arc::new(spool),
+                    queue: rx.clone(),
+                    handed,
+                    handed_bytes: AtomicU64::new(0),
+                };
+                (Some(spill), Some(spilling))
+            }
+        };
         let shared = Arc::new(Shared::new(
             self.print_losses.then(|| endpoint.base.clone()),
             self.queue_max_bytes as u64,
+            spilling,
         ));
+        let spool = shared.spilling.as_ref().map(|s| s.spool.clone());
+        let spawn_error = |e| {
+            Error::new(
+                ErrorKind::Spawn,
+                "could not start an http-logger worker thread",
+            )
+            .with_source(e)
+        };
+        if let Some(spilling) = &shared.spilling {
+            let (shared, handed) = (shared.clone(), spilling.handed.clone());
+            std::thread::Builder::new()
+                .name("http-logger-spool".into())
+                .spawn(move || run_spill(shared, handed))
+                .map_err(spawn_error)?;
+        }
         for _ in 0..self.connections {
             let worker = Worker {
                 rx: rx.clone(),
@@ -663,19 +776,16 @@ impl Builder {
                 retry: self.retry,
                 map_record: self.map_record.clone(),
                 max_record_bytes: self.max_record_bytes,
+                spool: spool.clone(),
+                replaying: false,
+                replay_after: Instant::now(),
             };
             // A worker that did start keeps going until the queue is closed: dropping `tx`
             // on this error path ends it.
             std::thread::Builder::new()
                 .name("http-logger".into())
                 .spawn(move || worker.run())
-                .map_err(|e| {
-                    Error::new(
-                        ErrorKind::Spawn,
-                        "could not start an http-logger worker thread",
-                    )
-                    .with_source(e)
-                })?;
+                .map_err(spawn_error)?;
         }
         crate::shutdown::deliver_at_exit(&shared, self.shutdown_timeout);
         if self.flush_on_signals && !crate::shutdown::deliver_on_signals() {
@@ -689,6 +799,7 @@ impl Builder {
             chatter_room: chatter_room(self.queue_capacity),
             stack_info: self.stack_info,
             tx,
+            spill,
             shared,
             overflow: self.overflow,
             max_record_bytes: self.max_record_bytes,
@@ -896,6 +1007,8 @@ impl fmt::Debug for Builder {
             .field("json", &self.json)
             .field("print_losses", &self.print_losses)
             .field("flush_on_signals", &self.flush_on_signals)
+            .field("spool", &self.spool)
+            .field("spool_max_bytes", &self.spool_max_bytes)
             .finish()
     }
 }

@@ -52,6 +52,8 @@ pub enum ErrorKind {
     AlreadyInitialized,
     /// The background worker thread could not be started.
     Spawn,
+    /// The [spool](crate::Builder::spool) directory cannot be created or written.
+    Spool,
 }
 
 impl Error {

@@ -52,6 +52,9 @@ pub struct HttpLogger {
     /// Records at or above it carry a backtrace.
     pub(crate) stack_info: log::LevelFilter,
     pub(crate) tx: Sender<Captured>,
+    /// With a spool: where a record the queue cannot take is handed over, to be written to
+    /// disk on a thread of its own.
+    pub(crate) spill: Option<Sender<Captured>>,
     /// How many queued records a record less severe than `WARN` still finds room behind: the
     /// rest of the queue is kept for warnings and errors.
     pub(crate) chatter_room: usize,
@@ -101,8 +104,9 @@ impl HttpLogger {
         self.shared.flush(deadline_after(timeout))
     }
 
-    /// Numbers a captured record and puts it on the queue, or drops and counts it: past the
-    /// room chatter may take, past the queue's bytes, or on a full queue.
+    /// Numbers a captured record and puts it on the queue; or, past the room chatter may
+    /// take, past the queue's bytes, or on a full queue, hands it over for the spool (if there
+    /// is one and it has room), else drops and counts it.
     pub(crate) fn enqueue(&self, mut rec: Captured) {
         let counters = &self.shared.counters;
         let seq = self.shared.accept();
@@ -116,22 +120,34 @@ impl HttpLogger {
         // Room kept for warnings and errors, when the caller does not wait for room anyway.
         let chatter = rec.level > log::Level::Warn && self.overflow == Overflow::Drop;
         let bytes = rec.bytes();
-        if chatter && self.tx.len() >= self.chatter_room || !self.shared.hold(bytes) {
-            self.shared.finish(seq, &counters.dropped);
-            return;
-        }
-        let queued = match self.overflow {
-            Overflow::Drop => self.tx.try_send(rec).map_err(|e| match e {
-                TrySendError::Full(_) | TrySendError::Disconnected(_) => (),
-            }),
-            Overflow::Block(wait) => self.tx.send_timeout(rec, wait).map_err(|e| match e {
-                SendTimeoutError::Timeout(_) | SendTimeoutError::Disconnected(_) => (),
-            }),
+        let rec = if chatter && self.tx.len() >= self.chatter_room || !self.shared.hold(bytes) {
+            rec
+        } else {
+            let refused = match self.overflow {
+                Overflow::Drop => self.tx.try_send(rec).map_err(|e| match e {
+                    TrySendError::Full(rec) | TrySendError::Disconnected(rec) => rec,
+                }),
+                Overflow::Block(wait) => self.tx.send_timeout(rec, wait).map_err(|e| match e {
+                    SendTimeoutError::Timeout(rec) | SendTimeoutError::Disconnected(rec) => rec,
+                }),
+            };
+            match refused {
+                Ok(()) => return,
+                Err(rec) => {
+                    self.shared.release(bytes);
+                    rec
+                }
+            }
         };
-        if queued.is_err() {
-            self.shared.release(bytes);
-            self.shared.finish(seq, &counters.dropped);
+        if let Some(spill) = &self.spill {
+            if self.shared.hold_handed(bytes) {
+                match spill.try_send(rec) {
+                    Ok(()) => return,
+                    Err(_) => self.shared.release_handed(bytes),
+                }
+            }
         }
+        self.shared.finish(seq, &counters.dropped);
     }
 
     pub(crate) fn install(self) -> Result<(), Error> {

@@ -4,11 +4,15 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use crossbeam_channel::Receiver;
+
 use crate::deadline::deadline_after;
+use crate::delivery::spool::{Spool, Unspooled};
 use crate::delivery::stats::{Counters, Stats};
+use crate::wire::record::Captured;
 
 /// Which records are finished. Every record gets a sequence number when it is logged; flush
 /// waits for all numbers below the one it saw. Records finish out of order when several
@@ -69,9 +73,32 @@ impl Watermark {
 pub(crate) struct LossReport {
     pub(crate) dropped: u64,
     pub(crate) failed: u64,
+    pub(crate) spooled: u64,
     pub(crate) last_reason: Option<String>,
     pub(crate) last_sent: Option<Instant>,
 }
+
+/// A logger's spool, and what a shutdown moves to it: the memory queue, and the records the
+/// callers handed over for the spool that are not written yet.
+pub(crate) struct Spilling {
+    pub(crate) spool: Arc<Spool>,
+    pub(crate) queue: Receiver<Captured>,
+    pub(crate) handed: Receiver<Captured>,
+    /// About how many bytes the records handed over hold, bounded as the queue is.
+    pub(crate) handed_bytes: AtomicU64,
+}
+
+impl std::fmt::Debug for Spilling {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Spilling")
+            .field("dir", &self.spool.dir())
+            .finish_non_exhaustive()
+    }
+}
+
+/// How long a shutdown that gave up waiting waits more for the workers to hand what they
+/// hold to the spool (a request in flight ends within the request timeout).
+const SPILL_GRACE: Duration = Duration::from_secs(1);
 
 /// The most often a loss report is sent.
 pub(crate) const LOSS_REPORT_INTERVAL: Duration = Duration::from_secs(1);
@@ -103,15 +130,22 @@ pub(crate) struct Shared {
     /// Where records go, for the line a shutdown prints when it gives records up; `None`
     /// prints no line.
     pub(crate) loss_line: Option<String>,
+    /// With [`Builder::spool`](crate::Builder::spool): the spool, and what goes to it.
+    pub(crate) spilling: Option<Spilling>,
 }
 
 impl Shared {
     /// The state of a new logger; `loss_line` is where its records go, for the line a shutdown
     /// prints when it gives records up (`None`: no line).
-    pub(crate) fn new(loss_line: Option<String>, max_queued_bytes: u64) -> Shared {
+    pub(crate) fn new(
+        loss_line: Option<String>,
+        max_queued_bytes: u64,
+        spilling: Option<Spilling>,
+    ) -> Shared {
         Shared {
             loss_line,
             max_queued_bytes,
+            spilling,
             ..Shared::default()
         }
     }
@@ -119,17 +153,76 @@ impl Shared {
     /// Counts `bytes` more in the queue, unless that would pass the bound. Returns whether it
     /// did.
     pub(crate) fn hold(&self, bytes: usize) -> bool {
-        let bytes = bytes as u64;
-        self.queued_bytes
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
-                (held + bytes <= self.max_queued_bytes).then_some(held + bytes)
-            })
-            .is_ok()
+        hold(&self.queued_bytes, bytes, self.max_queued_bytes)
     }
 
     /// Counts `bytes` fewer in the queue: a record that [`hold`](Shared::hold) counted is gone.
     pub(crate) fn release(&self, bytes: usize) {
         self.queued_bytes.fetch_sub(bytes as u64, Ordering::AcqRel);
+    }
+
+    /// Counts `bytes` more handed over for the spool, unless that would pass the queue's
+    /// bound (or there is no spool). Returns whether it did.
+    pub(crate) fn hold_handed(&self, bytes: usize) -> bool {
+        self.spilling
+            .as_ref()
+            .is_some_and(|s| hold(&s.handed_bytes, bytes, self.max_queued_bytes))
+    }
+
+    /// Counts `bytes` fewer handed over: a record that [`hold_handed`](Shared::hold_handed)
+    /// counted did not go.
+    pub(crate) fn release_handed(&self, bytes: usize) {
+        if let Some(s) = &self.spilling {
+            s.handed_bytes.fetch_sub(bytes as u64, Ordering::AcqRel);
+        }
+    }
+
+    /// Writes record `seq` to the spool, which takes it from here: counted spooled, or, when the
+    /// spool cannot take it, dropped (full, or the disk refused) or failed (its fields could
+    /// not be made), with why. Without a spool, it fails with `reason`. `handed`: it held
+    /// bytes among those handed over for the spool.
+    pub(crate) fn spill(&self, rec: &Captured, reason: &str, handed: bool) {
+        let Some(spilling) = &self.spilling else {
+            self.record_failure(reason.to_owned());
+            self.finish(rec.seq, &self.counters.failed);
+            return;
+        };
+        if handed {
+            self.release_handed(rec.bytes());
+        }
+        match spilling.spool.write_record(rec) {
+            Ok(()) => Counters::add(&self.counters.spooled),
+            Err(Unspooled::NoRoom(why)) => {
+                self.record_failure(why);
+                self.finish(rec.seq, &self.counters.dropped);
+            }
+            Err(Unspooled::Unencodable(why)) => {
+                self.record_failure(why);
+                self.finish(rec.seq, &self.counters.failed);
+            }
+        }
+    }
+
+    /// After a shutdown's timeout, with a spool: the workers are told to spool what they hold
+    /// ([`abandon`](Shared::abandon)), what the queue and the hand-over hold is written here,
+    /// and the workers get a moment to finish theirs.
+    fn spill_rest(&self) {
+        let Some(spilling) = &self.spilling else {
+            return;
+        };
+        self.abandon();
+        let why = "the logger shut down before it was sent";
+        while let Ok(rec) = spilling.handed.try_recv() {
+            self.spill(&rec, why, true);
+        }
+        while let Ok(rec) = spilling.queue.try_recv() {
+            self.release(rec.bytes());
+            self.spill(&rec, why, false);
+        }
+        let grace = deadline_after(SPILL_GRACE);
+        while self.stats().queued > 0 && Instant::now() < grace {
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     pub(crate) fn stats(&self) -> Stats {
@@ -202,11 +295,27 @@ impl Shared {
         if self.flush(deadline) {
             return 0;
         }
-        let left = self.stats().queued;
+        self.spill_rest();
+        let stats = self.stats();
+        let left = stats.queued;
+        let why = || {
+            self.last_error()
+                .unwrap_or_else(|| "the receiver is too slow".to_owned())
+        };
+        if let (Some(spilling), Some(destination), true) =
+            (&self.spilling, &self.loss_line, stats.spooled > 0)
+        {
+            eprintln!(
+                "http-logger: {} record{} not delivered to {destination} within the {} shutdown timeout ({what}) wait in the spool {} for the next start: {}",
+                thousands(stats.spooled),
+                if stats.spooled == 1 { "" } else { "s" },
+                seconds(timeout),
+                spilling.spool.dir().display(),
+                why(),
+            );
+        }
         if let (true, Some(destination)) = (left > 0, &self.loss_line) {
-            let why = self
-                .last_error()
-                .unwrap_or_else(|| "the receiver is too slow".to_owned());
+            let why = why();
             eprintln!(
                 "http-logger: {} record{} not delivered to {destination} within the {} shutdown timeout ({what}): {why}",
                 thousands(left),
@@ -281,6 +390,15 @@ impl Shared {
             .last_reason = Some(reason.clone());
         *last = Some(reason);
     }
+}
+
+/// Adds `bytes` to `held`, unless that would pass `max`. Returns whether it did.
+fn hold(held: &AtomicU64, bytes: usize, max: u64) -> bool {
+    let bytes = bytes as u64;
+    held.fetch_update(Ordering::AcqRel, Ordering::Acquire, |h| {
+        (h + bytes <= max).then_some(h + bytes)
+    })
+    .is_ok()
 }
 
 /// `n` with a comma between each group of three digits: `2,749`.

@@ -7,11 +7,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
 
 use crate::deadline::deadline_after;
 use crate::delivery::progress::{LOSS_REPORT_INTERVAL, LossReport, Shared};
 use crate::delivery::retry::{Decision, Jitter, RetryPolicy, decide};
+use crate::delivery::spool::{Replayed, Spool};
 use crate::delivery::stats::Counters;
 use crate::transport::Transport;
 use crate::wire::batch::{Batch, gzip};
@@ -60,26 +61,76 @@ pub(crate) struct Worker {
     /// When the stash is a full batch: its body, joined and sealed (gzip) during that wait too,
     /// with the sequence numbers of its first and last record.
     pub(crate) stash_body: Option<(u64, u64, Vec<u8>)>,
+    /// With a spool: what it holds is replayed while the queue is empty.
+    pub(crate) spool: Option<Arc<Spool>>,
+    /// Whether spooled records are being delivered (no look-ahead meanwhile: what it would
+    /// take goes after them).
+    pub(crate) replaying: bool,
+    /// No replay before this: the receiver did not take the last replayed records.
+    pub(crate) replay_after: Instant,
 }
 
 /// How long a worker filling a batch waits at a time for the next record before it checks
 /// whether a flush waits for the batch.
 const BATCH_POLL: Duration = Duration::from_millis(10);
 
+/// Why a record was not sent, when the logger shut down before it was.
+const SHUT_DOWN: &str = "the logger shut down before it was sent";
+
+/// How often a worker whose queue is empty checks whether the spool holds records to replay.
+const SPOOL_POLL: Duration = Duration::from_millis(100);
+
+/// How long replay pauses after the receiver did not take a replayed record.
+const REPLAY_PAUSE: Duration = Duration::from_secs(1);
+
 /// Why a payload was not delivered.
 struct Undelivered {
     reason: String,
-    /// The receiver refused what it holds (400, 413, 422): a batch is worth splitting. (A 401,
-    /// 403 or 404 refuses any batch: splitting would only multiply the requests.)
-    refused: bool,
+    /// Whether the receiver refused it for good, or it could not be sent in time (the
+    /// receiver down, out of retries, a shutdown).
+    why: Why,
+}
+
+#[derive(Clone, Copy)]
+enum Why {
+    /// Refused by the receiver (a status that is not retried, an answer that is not HTTP
+    /// we can use). `splittable`: it refused what the batch holds (400, 413, 422), so a batch
+    /// is worth splitting. (A 401, 403 or 404 refuses any batch: splitting would only
+    /// multiply the requests.)
+    Refused { splittable: bool },
+    /// Not sent in time: with a spool, it waits there.
+    Unsent,
+}
+
+/// What became of a record.
+#[derive(Clone, Copy)]
+enum Outcome<'a> {
+    Sent,
+    Refused(&'a str),
+    Unsent(&'a str),
+}
+
+impl Undelivered {
+    fn outcome(&self) -> Outcome<'_> {
+        match self.why {
+            Why::Refused { .. } => Outcome::Refused(&self.reason),
+            Why::Unsent => Outcome::Unsent(&self.reason),
+        }
+    }
+}
+
+/// A record being delivered: one the logger took, or one the spool gave back.
+pub(crate) enum Origin {
+    Live(Captured),
+    Replayed(Replayed),
 }
 
 /// A record of a batch: its JSON, or why it has none.
 pub(crate) struct Item {
-    rec: Captured,
+    origin: Origin,
     json: Result<Vec<u8>, String>,
-    /// Its bytes leave the queue's count when the item is dropped.
-    _held: Held,
+    /// A live record's bytes leave the queue's count when the item is dropped.
+    _held: Option<Held>,
 }
 
 /// Releases a record's bytes from the queue's count when dropped.
@@ -107,13 +158,22 @@ fn item(
     }))
     .unwrap_or_else(|_| Err("encoding the record panicked".to_owned()));
     Item {
-        rec,
+        origin: Origin::Live(rec),
         json: prepared.map(|()| json),
-        _held: held,
+        _held: Some(held),
     }
 }
 
 impl Item {
+    /// Its place in the order records were logged; a replayed record comes after every
+    /// other.
+    fn seq(&self) -> u64 {
+        match &self.origin {
+            Origin::Live(rec) => rec.seq,
+            Origin::Replayed(_) => u64::MAX,
+        }
+    }
+
     /// Its bytes in a batch body: its JSON and the separator after it.
     fn size(&self) -> usize {
         self.json.as_ref().map_or(0, |json| json.len() + 1)
@@ -125,6 +185,15 @@ fn seal(gzip_on: bool, out: &mut Vec<u8>) {
     if gzip_on {
         let body = std::mem::take(out);
         gzip(&body, out);
+    }
+}
+
+/// The thread that writes to the spool the records the callers handed over (the queue could
+/// not take them), until the logger is dropped.
+pub(crate) fn run_spill(shared: Arc<Shared>, handed: Receiver<Captured>) {
+    IN_WORKER.with(|w| w.set(true));
+    for rec in handed.iter() {
+        shared.spill(&rec, "", true);
     }
 }
 
@@ -142,10 +211,11 @@ impl Worker {
                     std::mem::swap(&mut self.payload, &mut self.ahead_payload);
                     ahead
                 }
-                None => match self.rx.recv() {
-                    // After a shutdown's timeout, given up without being encoded (below).
-                    Ok(rec) if self.shared.abandoned() => (rec, Ok(())),
-                    Ok(rec) => {
+                None => match self.next_record(&mut jitter) {
+                    // After a shutdown's timeout, given up (or spooled) without being encoded
+                    // (below).
+                    Some(rec) if self.shared.abandoned() => (rec, Ok(())),
+                    Some(rec) => {
                         let prepared = prepare(
                             &self.encoding,
                             &self.statics,
@@ -156,29 +226,160 @@ impl Worker {
                         seal(self.gzip, &mut self.payload);
                         (rec, prepared)
                     }
-                    Err(_) => return,
+                    None => return,
                 },
             };
-            // The record's memory is the queue's until it is finished (sent, failed).
+            // The record's memory is the queue's until it is finished (sent, failed, spooled).
             let _held = Held(shared.clone(), rec.bytes());
-            let counters = &self.shared.counters;
             if self.shared.abandoned() {
-                self.shared
-                    .record_failure("the logger shut down before it was sent".into());
-                self.shared.finish(rec.seq, &counters.failed);
+                self.settle_live(&rec, Outcome::Unsent(SHUT_DOWN));
                 continue;
             }
-            match prepared.and_then(|()| self.deliver(&mut jitter).map_err(|u| u.reason)) {
+            let delivered = match prepared {
+                Ok(()) => self.deliver(&mut jitter),
+                Err(reason) => Err(Undelivered {
+                    reason,
+                    why: Why::Refused { splittable: false },
+                }),
+            };
+            match delivered {
                 Ok(()) => {
                     // Before the record is marked finished, so a flush waits for the report.
                     self.report_losses();
-                    self.shared.finish(rec.seq, &self.shared.counters.sent);
+                    self.settle_live(&rec, Outcome::Sent);
                 }
-                Err(reason) => {
-                    self.shared.record_failure(reason);
-                    self.shared.finish(rec.seq, &self.shared.counters.failed);
+                Err(u) => self.settle_live(&rec, u.outcome()),
+            }
+        }
+    }
+
+    /// The next record off the queue, waiting as long as it takes; with a spool, what it holds
+    /// is replayed while the queue is empty. `None`: the queue is closed.
+    fn next_record(&mut self, jitter: &mut Jitter) -> Option<Captured> {
+        let Some(spool) = self.spool.clone() else {
+            return self.rx.recv().ok();
+        };
+        loop {
+            match self.rx.try_recv() {
+                Ok(rec) => return Some(rec),
+                Err(TryRecvError::Disconnected) => return None,
+                Err(TryRecvError::Empty) => {}
+            }
+            if !self.shared.abandoned()
+                && Instant::now() >= self.replay_after
+                && spool.has_backlog()
+            {
+                self.replay(&spool, jitter);
+                continue;
+            }
+            match self.rx.recv_timeout(SPOOL_POLL) {
+                Ok(rec) => return Some(rec),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return None,
+            }
+        }
+    }
+
+    /// Delivers what the spool gives back (a batch's worth, or one record), oldest first.
+    fn replay(&mut self, spool: &Spool, jitter: &mut Jitter) {
+        let (records, bytes) = match &self.batch {
+            Some(batch) => (batch.max_records, batch.max_bytes),
+            None => (1, usize::MAX),
+        };
+        let taken = spool.take(records, bytes);
+        self.replaying = true;
+        if let Some(batch) = self.batch.clone() {
+            let items = taken
+                .into_iter()
+                .map(|r| {
+                    let mut json = Vec::with_capacity(r.fields.len() + 64);
+                    let made = Encoding::Json.encode_stored(r.stored, &r.fields, &mut json);
+                    Item {
+                        origin: Origin::Replayed(r),
+                        json: made.map(|()| json),
+                        _held: None,
+                    }
+                })
+                .collect();
+            self.send_batch(&batch, items, jitter);
+        } else {
+            for r in taken {
+                let made = self
+                    .encoding
+                    .encode_stored(r.stored, &r.fields, &mut self.payload);
+                let delivered = match made {
+                    Ok(()) => {
+                        seal(self.gzip, &mut self.payload);
+                        self.deliver(jitter)
+                    }
+                    Err(reason) => Err(Undelivered {
+                        reason,
+                        why: Why::Refused { splittable: false },
+                    }),
+                };
+                match delivered {
+                    Ok(()) => {
+                        self.report_losses();
+                        self.settle_replayed(&r, Outcome::Sent);
+                    }
+                    Err(u) => self.settle_replayed(&r, u.outcome()),
                 }
             }
+        }
+        self.replaying = false;
+    }
+
+    /// Counts a record the logger took in its outcome and marks it finished; one not sent in
+    /// time goes to the spool, if there is one.
+    fn settle_live(&self, rec: &Captured, outcome: Outcome<'_>) {
+        let shared = &self.shared;
+        match outcome {
+            Outcome::Sent => shared.finish(rec.seq, &shared.counters.sent),
+            Outcome::Refused(reason) => {
+                shared.record_failure(reason.to_owned());
+                shared.finish(rec.seq, &shared.counters.failed);
+            }
+            Outcome::Unsent(reason) => shared.spill(rec, reason, false),
+        }
+    }
+
+    /// A record the spool gave back: delivered or refused, it leaves the spool (and, if it is
+    /// this logger's, is counted in its outcome); not sent in time, it goes back, and replay
+    /// pauses.
+    fn settle_replayed(&mut self, r: &Replayed, outcome: Outcome<'_>) {
+        let (Some(spool), shared) = (&self.spool, &self.shared) else {
+            return;
+        };
+        let counters = &shared.counters;
+        let finished = match outcome {
+            Outcome::Sent => {
+                Counters::add(&counters.replayed);
+                &counters.sent
+            }
+            Outcome::Refused(reason) => {
+                shared.record_failure(reason.to_owned());
+                &counters.failed
+            }
+            Outcome::Unsent(reason) => {
+                shared.note_problem(format!("{reason} (kept in the spool)"));
+                spool.put_back(r.clone());
+                self.replay_after = deadline_after(REPLAY_PAUSE);
+                return;
+            }
+        };
+        spool.accept(r);
+        if let Some(seq) = r.seq {
+            // Out of the spool's count before in its outcome's: never counted in both.
+            Counters::add(&counters.unspooled);
+            shared.finish(seq, finished);
+        }
+    }
+
+    /// A record of a batch, settled as its origin says.
+    fn settle(&mut self, item: &Item, outcome: Outcome<'_>) {
+        match &item.origin {
+            Origin::Live(rec) => self.settle_live(rec, outcome),
+            Origin::Replayed(r) => self.settle_replayed(r, outcome),
         }
     }
 
@@ -201,8 +402,11 @@ impl Worker {
             stash,
             stash_body,
             shared,
+            replaying,
             ..
         } = self;
+        // While replaying, what the queue holds waits: it goes after the spooled records.
+        let look_ahead = &(*look_ahead && !*replaying);
         let mut look_ahead = || {
             if let (Some(batch), true) = (batch.as_ref(), *look_ahead) {
                 // The next batch's records, encoded while this one's answer comes.
@@ -226,7 +430,7 @@ impl Worker {
                     let bodies = stash.iter().map(|i| i.json.as_deref().unwrap_or_default());
                     batch.format.join(bodies, &mut body);
                     seal(*gzip, &mut body);
-                    let (first, last) = (stash[0].rec.seq, stash[stash.len() - 1].rec.seq);
+                    let (first, last) = (stash[0].seq(), stash[stash.len() - 1].seq());
                     *stash_body = Some((first, last, body));
                 }
             } else if batch.is_none() && *look_ahead && ahead.is_none() {
@@ -253,7 +457,7 @@ impl Worker {
         let (mut retries, mut unusable) = (0, 0);
         let given_up = |reason| Undelivered {
             reason,
-            refused: false,
+            why: Why::Unsent,
         };
         loop {
             match self.send(unusable) {
@@ -261,10 +465,17 @@ impl Worker {
                 Decision::Refused { reason, status } => {
                     return Err(Undelivered {
                         reason,
-                        refused: matches!(status, 400 | 413 | 422),
+                        why: Why::Refused {
+                            splittable: matches!(status, 400 | 413 | 422),
+                        },
                     });
                 }
-                Decision::Reject { reason } => return Err(given_up(reason)),
+                Decision::Reject { reason } => {
+                    return Err(Undelivered {
+                        reason,
+                        why: Why::Refused { splittable: false },
+                    });
+                }
                 Decision::Resend { .. } => {
                     // At once, on a new connection (the transport closed the old one).
                     unusable += 1;
@@ -307,9 +518,9 @@ impl Worker {
             // while that batch was answered: this batch starts with it.
             let mut items = std::mem::take(&mut self.stash);
             if items.is_empty() {
-                match self.rx.recv() {
-                    Ok(rec) => items.push(self.item(rec)),
-                    Err(_) => return,
+                match self.next_record(&mut jitter) {
+                    Some(rec) => items.push(self.item(rec)),
+                    None => return,
                 }
             }
             // Saturating: `max_delay` may be `Duration::MAX` (send only by count or size).
@@ -317,7 +528,7 @@ impl Worker {
             let mut bytes: usize = items.iter().map(Item::size).sum();
             // The lowest number in the batch: records reach the queue not quite in the order
             // they were numbered, and a flush waits for any of them.
-            let mut lowest = items.iter().map(|item| item.rec.seq).min().unwrap_or(0);
+            let mut lowest = items.iter().map(Item::seq).min().unwrap_or(0);
             while items.len() < batch.max_records && bytes <= batch.max_bytes {
                 // Past the delay, or with a flush waiting: what the queue holds, no more.
                 let now = Instant::now();
@@ -341,7 +552,7 @@ impl Worker {
                     Ok(rec) => {
                         let item = self.item(rec);
                         bytes += item.size();
-                        lowest = lowest.min(item.rec.seq);
+                        lowest = lowest.min(item.seq());
                         items.push(item);
                     }
                     Err(RecvTimeoutError::Timeout) => {}
@@ -377,20 +588,20 @@ impl Worker {
         )
     }
 
-    /// Sends the records of a batch, in order, and finishes each: a batch the receiver
-    /// refuses with a 4xx is split in halves, each sent again, so that only the records it
-    /// refuses alone fail.
+    /// Sends the records of a batch, in order, and settles each: a batch the receiver
+    /// refuses with a 400, 413 or 422 is split in halves, each sent again, so that only the
+    /// records it refuses alone fail.
     fn send_batch(&mut self, batch: &Batch, items: Vec<Item>, jitter: &mut Jitter) {
         let shared = self.shared.clone();
         // Records that could not be encoded fail alone, now. (After a shutdown's abandon, the
-        // others fail in the loop below, part by part.)
+        // others are settled in the loop below, part by part.)
         let mut ready = Vec::with_capacity(items.len());
         for item in items {
             match &item.json {
                 Ok(_) => ready.push(item),
                 Err(reason) => {
-                    shared.record_failure(reason.clone());
-                    shared.finish(item.rec.seq, &shared.counters.failed);
+                    let reason = reason.clone();
+                    self.settle(&item, Outcome::Refused(&reason));
                 }
             }
         }
@@ -403,16 +614,16 @@ impl Worker {
             }
             if shared.abandoned() {
                 for item in &ready[part] {
-                    shared.record_failure("the logger shut down before it was sent".into());
-                    shared.finish(item.rec.seq, &shared.counters.failed);
+                    self.settle(item, Outcome::Unsent(SHUT_DOWN));
                 }
                 continue;
             }
-            let (first, last) = (ready[part.start].rec.seq, ready[part.end - 1].rec.seq);
+            let (first, last) = (ready[part.start].seq(), ready[part.end - 1].seq());
             // The body made while the batch before was answered is for this batch whole: taken
             // (and dropped if it is for other records) by the first part only, so that while a
-            // refused batch is split, the next batch's body made meanwhile is kept.
-            let made = if part.len() == ready.len() {
+            // refused batch is split, the next batch's body made meanwhile is kept. (Replayed
+            // records never have one.)
+            let made = if part.len() == ready.len() && !self.replaying {
                 self.stash_body.take()
             } else {
                 None
@@ -433,18 +644,20 @@ impl Worker {
                 Ok(()) => {
                     self.report_losses();
                     for item in &ready[part] {
-                        shared.finish(item.rec.seq, &shared.counters.sent);
+                        self.settle(item, Outcome::Sent);
                     }
                 }
-                Err(Undelivered { refused: true, .. }) if part.len() > 1 => {
+                Err(Undelivered {
+                    why: Why::Refused { splittable: true },
+                    ..
+                }) if part.len() > 1 => {
                     let middle = part.start + part.len() / 2;
                     parts.push(middle..part.end);
                     parts.push(part.start..middle);
                 }
-                Err(Undelivered { reason, .. }) => {
+                Err(u) => {
                     for item in &ready[part] {
-                        shared.record_failure(reason.clone());
-                        shared.finish(item.rec.seq, &shared.counters.failed);
+                        self.settle(item, u.outcome());
                     }
                 }
             }
@@ -461,20 +674,31 @@ impl Worker {
         let c = &self.shared.counters;
         let dropped = c.dropped.load(Ordering::Relaxed);
         let failed = c.failed.load(Ordering::Relaxed);
+        let spooled = c.spooled.load(Ordering::Relaxed);
         let (new_dropped, new_failed) = (dropped - losses.dropped, failed - losses.failed);
-        if new_dropped + new_failed == 0
+        let new_spooled = spooled - losses.spooled;
+        if new_dropped + new_failed + new_spooled == 0
             || losses
                 .last_sent
                 .is_some_and(|t| t.elapsed() < LOSS_REPORT_INTERVAL)
         {
             return;
         }
-        let mut msg = format!(
-            "http-logger lost {} records: {new_dropped} dropped (queue full), {new_failed} failed",
-            new_dropped + new_failed
-        );
+        let mut msg = if new_dropped + new_failed > 0 {
+            format!(
+                "http-logger lost {} records: {new_dropped} dropped (queue full), {new_failed} failed",
+                new_dropped + new_failed
+            )
+        } else {
+            "http-logger lost no records".to_owned()
+        };
         if let (true, Some(reason)) = (new_failed > 0, &losses.last_reason) {
             msg.push_str(&format!(" (last error: {reason})"));
+        }
+        if new_spooled > 0 {
+            msg.push_str(&format!(
+                "; {new_spooled} records went to the spool on disk (the queue was full or the receiver did not take them in time)"
+            ));
         }
         let notice = Captured::capture(
             &log::Record::builder()
@@ -502,6 +726,7 @@ impl Worker {
             *losses = LossReport {
                 dropped,
                 failed,
+                spooled,
                 last_reason: None,
                 last_sent: Some(Instant::now()),
             };

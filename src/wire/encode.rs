@@ -76,6 +76,110 @@ pub(crate) fn prepare(
     Ok(())
 }
 
+/// How a record's fields are kept in the spool: as a form (what a POST or a GET sends) or as
+/// one JSON object. A record is replayed with the encoding of the logger that replays it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stored {
+    Form,
+    Json,
+}
+
+impl Stored {
+    /// Its number in a spool file.
+    pub(crate) fn tag(self) -> u8 {
+        match self {
+            Stored::Form => 0,
+            Stored::Json => 1,
+        }
+    }
+
+    pub(crate) fn from_tag(tag: u8) -> Option<Stored> {
+        match tag {
+            0 => Some(Stored::Form),
+            1 => Some(Stored::Json),
+            _ => None,
+        }
+    }
+
+    /// The encoding that writes fields kept this way.
+    pub(crate) fn encoding(self) -> Encoding {
+        match self {
+            Stored::Form => Encoding::Form,
+            Stored::Json => Encoding::Json,
+        }
+    }
+}
+
+impl Encoding {
+    /// How this encoding's fields are kept in the spool (a GET's without its url).
+    pub(crate) fn stored(&self) -> Stored {
+        match self {
+            Encoding::Form | Encoding::Query { .. } => Stored::Form,
+            Encoding::Json => Stored::Json,
+        }
+    }
+
+    /// Writes what the transport sends for fields kept as `stored` says into `out`: as they
+    /// are when they were kept this encoding's way, else read back and encoded again. Fails
+    /// only on kept JSON that is not one object of strings.
+    pub(crate) fn encode_stored(
+        &self,
+        stored: Stored,
+        kept: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), String> {
+        out.clear();
+        match (stored, self) {
+            (Stored::Form, Encoding::Form) | (Stored::Json, Encoding::Json) => {
+                out.extend_from_slice(kept);
+            }
+            (Stored::Form, Encoding::Query { prefix }) => {
+                out.extend_from_slice(prefix.as_bytes());
+                out.extend_from_slice(kept);
+            }
+            (Stored::Form, Encoding::Json) => {
+                let fields: Fields = form_urlencoded::parse(kept).into_owned().collect();
+                self.encode(&fields, out);
+            }
+            (Stored::Json, Encoding::Form | Encoding::Query { .. }) => {
+                let fields = json_fields(kept)?;
+                self.encode(&fields, out);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The fields of one JSON object of strings, in order.
+fn json_fields(json: &[u8]) -> Result<Fields, String> {
+    struct Pairs(Vec<(String, String)>);
+    impl<'de> serde::Deserialize<'de> for Pairs {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Pairs, D::Error> {
+            struct Visit;
+            impl<'de> serde::de::Visitor<'de> for Visit {
+                type Value = Pairs;
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("an object of strings")
+                }
+                fn visit_map<A: serde::de::MapAccess<'de>>(
+                    self,
+                    mut map: A,
+                ) -> Result<Pairs, A::Error> {
+                    let mut pairs = Vec::new();
+                    while let Some(pair) = map.next_entry::<String, String>()? {
+                        pairs.push(pair);
+                    }
+                    Ok(Pairs(pairs))
+                }
+            }
+            d.deserialize_map(Visit)
+        }
+    }
+    serde_json::from_slice::<Pairs>(json)
+        .map(|pairs| pairs.0.into_iter().collect())
+        .map_err(|e| format!("a spooled record is not a JSON object of strings: {e}"))
+}
+
 /// Fields serialized as one map, in order.
 struct AsMap<'a>(&'a dyn FieldSource);
 
@@ -200,6 +304,42 @@ mod tests {
         let mut got_sorted = got.clone();
         got_sorted.sort();
         assert_eq!(got_sorted, want);
+    }
+
+    #[test]
+    fn stored_fields_come_back_in_every_encoding_in_order() {
+        let kvs = [("user", kv::Value::from("ann & \"q\" \n\u{1F980}"))];
+        let rec = captured(&kvs, Some("src/lib.rs"), Some("app"));
+        let view = RecordView {
+            rec: &rec,
+            statics: &statics(),
+        };
+        let query = Encoding::Query {
+            prefix: "/log?".into(),
+        };
+        for encoding in [Encoding::Form, Encoding::Json, query.clone()] {
+            let mut want = Vec::new();
+            encoding.encode(&view, &mut want);
+            for stored in [Stored::Form, Stored::Json] {
+                let mut kept = Vec::new();
+                stored.encoding().encode(&view, &mut kept);
+                let mut got = b"left over".to_vec();
+                encoding.encode_stored(stored, &kept, &mut got).unwrap();
+                assert_eq!(
+                    String::from_utf8_lossy(&got),
+                    String::from_utf8_lossy(&want),
+                    "{encoding:?} from {stored:?}"
+                );
+            }
+            assert_eq!(
+                Stored::from_tag(encoding.stored().tag()),
+                Some(encoding.stored())
+            );
+        }
+        assert_eq!(Stored::from_tag(7), None);
+        let mut out = Vec::new();
+        let bad = Encoding::Form.encode_stored(Stored::Json, b"[1,2]", &mut out);
+        assert!(bad.unwrap_err().contains("not a JSON object"));
     }
 
     #[test]

@@ -1,0 +1,811 @@
+//! The disk spool ([`Builder::spool`](crate::Builder::spool)): records the memory queue cannot
+//! take, and records still undelivered when a shutdown's timeout passes, wait in files of a
+//! directory until the receiver answers, for this process or the next one started with the
+//! same directory.
+//!
+//! **Files.** `<created, ns, 20 digits>-<pid>-<n>.spool`, each written by one logger, which
+//! holds an exclusive `flock` on it while its process lives. A logger replays the files it can
+//! lock: those that dead processes left. A new file is made as `….spool.tmp`, locked, then
+//! renamed, so that no one else ever locks a file still being made; a file taken from another
+//! process is checked to still be the one at its path (not replayed and removed meanwhile).
+//! Names sort oldest first, which is the order of replay.
+//!
+//! **Layout.** A header: [`MAGIC`], then the replay progress (the offset of the first record
+//! the receiver has not accepted) and its CRC-32. Then records, each framed as: its length
+//! (`u32`, of what follows the checksum), a CRC-32 of what follows, the logger's sequence
+//! number (`u64`), the way its fields are kept ([`Stored`]), and the fields. All little-endian.
+//! A frame that is cut short or fails its checksum ends what is read of a file: reported in
+//! one line, and the records before it are replayed as usual.
+//!
+//! **Removal.** A record is accepted once the receiver answered 2xx for it, or refused it for
+//! good. The progress in the header moves past the records accepted in order, and a file is
+//! removed once all its records are: a crash between an answer and the header's update
+//! replays those records again (at least once).
+
+use std::collections::{HashSet, VecDeque};
+use std::ffi::OsString;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::sys::{read_exact_at, try_lock, write_all_at};
+use crate::wire::encode::{Stored, prepare};
+use crate::wire::fields::{MapRecord, Statics};
+use crate::wire::record::{Captured, now_ns};
+
+/// The first bytes of every spool file.
+pub(crate) const MAGIC: &[u8; 8] = b"HLSPOOL1";
+/// The header: the magic, the progress (`u64`), its CRC-32 (`u32`), four bytes kept zero.
+const HEADER: u64 = 24;
+/// A frame's length and checksum.
+const FRAME_HEAD: usize = 8;
+/// The sequence number and the way the fields are kept, before the fields.
+const FRAME_META: usize = 9;
+/// The largest frame read back: past it, a length is taken for corruption.
+const MAX_FRAME: u64 = 1 << 30;
+/// How often the directory is looked through again for files that processes which died since
+/// left.
+const RESCAN: Duration = Duration::from_secs(5);
+
+/// The file names of the spool: what a logger takes as its own kind of file in the directory.
+const SUFFIX: &str = ".spool";
+const MAKING: &str = ".spool.tmp";
+const SET_ASIDE: &str = ".spool.bad";
+
+/// A record read back from the spool, to be delivered, then [accepted](Spool::accept) or
+/// [put back](Spool::put_back).
+#[derive(Debug, Clone)]
+pub(crate) struct Replayed {
+    file: u64,
+    index: u64,
+    /// Its sequence number in this logger, when this logger spooled it (a flush waits for it).
+    pub(crate) seq: Option<u64>,
+    pub(crate) stored: Stored,
+    pub(crate) fields: Vec<u8>,
+}
+
+/// Why a record was not written to the spool.
+#[derive(Debug)]
+pub(crate) enum Unspooled {
+    /// The spool is full, or the disk refused it: the record is dropped.
+    NoRoom(String),
+    /// The record's fields could not be made (the `map_record` hook panicked): it fails.
+    Unencodable(String),
+}
+
+/// One spool directory, as one logger uses it.
+pub(crate) struct Spool {
+    dir: PathBuf,
+    max_bytes: u64,
+    /// A file of this logger is not written past this: it is removed sooner, as its records
+    /// are replayed.
+    segment_bytes: u64,
+    statics: Arc<Statics>,
+    map_record: Option<MapRecord>,
+    /// How this logger keeps fields (its encoding's way).
+    stored: Stored,
+    state: Mutex<State>,
+    /// Whether records wait to be read (or came back): a check that takes no lock.
+    backlog: AtomicBool,
+    /// Bytes of the files this logger holds (its own, and those taken from dead processes).
+    bytes: AtomicU64,
+}
+
+struct State {
+    /// Oldest first.
+    files: Vec<SpoolFile>,
+    /// Taken records that were not delivered (the receiver is down): read again first.
+    returned: VecDeque<Replayed>,
+    /// Names this logger holds or set aside: not taken again.
+    known: HashSet<OsString>,
+    next_id: u64,
+    made: u64,
+    scanned: Instant,
+}
+
+struct SpoolFile {
+    id: u64,
+    path: PathBuf,
+    file: File,
+    /// Written by this logger: its records' sequence numbers are this logger's.
+    own: bool,
+    /// Whether records are still appended to it (this logger's newest file).
+    open: bool,
+    /// The end of the last whole record.
+    len: u64,
+    /// Where the next record to be read starts.
+    read_at: u64,
+    next_index: u64,
+    /// Records read and not yet accepted, in order: index, where the record ends, accepted.
+    pending: VecDeque<(u64, u64, bool)>,
+}
+
+fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    state.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn crc(bytes: &[u8]) -> u32 {
+    crc32fast::hash(bytes)
+}
+
+/// The header of a file whose first record not yet accepted starts at `progress`.
+fn header(progress: u64) -> [u8; HEADER as usize] {
+    let mut h = [0; HEADER as usize];
+    h[..8].copy_from_slice(MAGIC);
+    h[8..16].copy_from_slice(&progress.to_le_bytes());
+    h[16..20].copy_from_slice(&crc(&progress.to_le_bytes()).to_le_bytes());
+    h
+}
+
+/// The progress a header holds: `None` when it is not a spool file's header; the start when
+/// the progress is torn.
+fn read_header(file: &File) -> io::Result<Option<u64>> {
+    let mut h = [0; HEADER as usize];
+    match read_exact_at(file, &mut h, 0) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    if &h[..8] != MAGIC {
+        return Ok(None);
+    }
+    let progress = u64::from_le_bytes(h[8..16].try_into().unwrap_or_default());
+    let sum = u32::from_le_bytes(h[16..20].try_into().unwrap_or_default());
+    Ok(Some(if sum == crc(&h[8..16]) {
+        progress
+    } else {
+        HEADER
+    }))
+}
+
+/// Whether `file` is still what `path` names: not removed (or replaced) since it was opened.
+fn still_at(file: &File, path: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match (file.metadata(), std::fs::metadata(path)) {
+            (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = file;
+        path.exists()
+    }
+}
+
+impl Spool {
+    /// Opens `dir` for a logger: creates it if need be, checks that a file can be made, locked
+    /// and removed there, and takes the files dead processes left. Fails with why the
+    /// directory cannot be used.
+    pub(crate) fn open(
+        dir: PathBuf,
+        max_bytes: u64,
+        statics: Arc<Statics>,
+        map_record: Option<MapRecord>,
+        stored: Stored,
+    ) -> Result<Spool, String> {
+        let shown = dir.display().to_string();
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("the spool directory {shown} cannot be created: {e}"))?;
+        let probe = dir.join(format!(
+            ".probe-{}-{}{MAKING}",
+            std::process::id(),
+            now_ns()
+        ));
+        let made = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&probe)
+            .and_then(|file| {
+                let written = write_all_at(&file, &header(HEADER), 0).and_then(|()| {
+                    try_lock(&file)?
+                        .then_some(())
+                        .ok_or_else(|| io::Error::other("it could not be locked"))
+                });
+                let removed = std::fs::remove_file(&probe);
+                written.and(removed)
+            });
+        made.map_err(|e| format!("the spool directory {shown} cannot be written: {e}"))?;
+        crate::sys::survive_file_size_limit();
+        let spool = Spool {
+            dir,
+            max_bytes,
+            segment_bytes: (max_bytes / 16).clamp(64 << 10, 16 << 20),
+            statics,
+            map_record,
+            stored,
+            state: Mutex::new(State {
+                files: Vec::new(),
+                returned: VecDeque::new(),
+                known: HashSet::new(),
+                next_id: 0,
+                made: 0,
+                scanned: Instant::now(),
+            }),
+            backlog: AtomicBool::new(false),
+            bytes: AtomicU64::new(0),
+        };
+        spool.scan(&mut lock(&spool.state));
+        Ok(spool)
+    }
+
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Encodes `rec` (through the `map_record` hook) and appends it.
+    pub(crate) fn write_record(&self, rec: &Captured) -> Result<(), Unspooled> {
+        let mut fields = Vec::with_capacity(rec.bytes() + 512);
+        prepare(
+            &self.stored.encoding(),
+            &self.statics,
+            self.map_record.as_ref(),
+            rec,
+            &mut fields,
+        )
+        .map_err(Unspooled::Unencodable)?;
+        self.write(rec.seq, self.stored, &fields)
+            .map_err(Unspooled::NoRoom)
+    }
+
+    /// Appends one record to this logger's newest file (made when there is none, or when it
+    /// is full). Fails with why, and then leaves no part of the record in a file.
+    fn write(&self, seq: u64, stored: Stored, fields: &[u8]) -> Result<(), String> {
+        let size = (FRAME_HEAD + FRAME_META + fields.len()) as u64;
+        if self.bytes.load(Ordering::Acquire) + size > self.max_bytes {
+            return Err(format!(
+                "the spool {} is full ({} bytes)",
+                self.dir.display(),
+                self.max_bytes
+            ));
+        }
+        let mut frame = Vec::with_capacity(size as usize);
+        frame.extend_from_slice(&((FRAME_META + fields.len()) as u32).to_le_bytes());
+        frame.extend_from_slice(&[0; 4]);
+        frame.extend_from_slice(&seq.to_le_bytes());
+        frame.push(stored.tag());
+        frame.extend_from_slice(fields);
+        let sum = crc(&frame[FRAME_HEAD..]);
+        frame[4..8].copy_from_slice(&sum.to_le_bytes());
+
+        let mut state = lock(&self.state);
+        let full = |f: &SpoolFile| f.len > HEADER && f.len + size > self.segment_bytes;
+        if let Some(f) = state.files.iter_mut().find(|f| f.open) {
+            if full(f) {
+                f.open = false;
+            }
+        }
+        if !state.files.iter().any(|f| f.open) {
+            let made = self.make_file(&mut state).map_err(|e| {
+                format!("no spool file could be made in {}: {e}", self.dir.display())
+            })?;
+            state.files.push(made);
+        }
+        let Some(f) = state.files.iter_mut().find(|f| f.open) else {
+            return Err("no spool file is open".into());
+        };
+        if let Err(e) = write_all_at(&f.file, &frame, f.len) {
+            // Cut what part of the frame was written; if that fails too, nothing more goes to
+            // this file (its reader stops at the torn frame).
+            if f.file.set_len(f.len).is_err() {
+                f.open = false;
+            }
+            return Err(format!(
+                "writing to the spool {} failed: {e}",
+                self.dir.display()
+            ));
+        }
+        f.len += size;
+        self.bytes.fetch_add(size, Ordering::AcqRel);
+        self.backlog.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// A new file of this logger's: made under a name no one replays, locked, then named.
+    fn make_file(&self, state: &mut State) -> io::Result<SpoolFile> {
+        state.made += 1;
+        let name = format!(
+            "{:020}-{}-{}{SUFFIX}",
+            now_ns(),
+            std::process::id(),
+            state.made
+        );
+        let path = self.dir.join(&name);
+        let making = self.dir.join(format!("{name}.tmp"));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&making)?;
+        let ready = try_lock(&file).and_then(|locked| {
+            if !locked {
+                return Err(io::Error::other("its lock is held"));
+            }
+            write_all_at(&file, &header(HEADER), 0)?;
+            std::fs::rename(&making, &path)
+        });
+        if let Err(e) = ready {
+            let _ = std::fs::remove_file(&making);
+            return Err(e);
+        }
+        self.bytes.fetch_add(HEADER, Ordering::AcqRel);
+        state.known.insert(name.into());
+        state.next_id += 1;
+        Ok(SpoolFile {
+            id: state.next_id,
+            path,
+            file,
+            own: true,
+            open: true,
+            len: HEADER,
+            read_at: HEADER,
+            next_index: 0,
+            pending: VecDeque::new(),
+        })
+    }
+
+    /// Takes the files of the directory that dead processes left (those it can lock), and
+    /// removes the `.tmp` files they left (which never hold a record).
+    fn scan(&self, state: &mut State) {
+        state.scanned = Instant::now();
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        let mut taken = false;
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(text) = name.to_str() else {
+                continue;
+            };
+            let leftover = text.ends_with(MAKING);
+            if !(leftover || text.ends_with(SUFFIX)) || state.known.contains(&name) {
+                continue;
+            }
+            let path = entry.path();
+            let Ok(file) = OpenOptions::new().read(true).write(true).open(&path) else {
+                continue;
+            };
+            if !matches!(try_lock(&file), Ok(true)) || !still_at(&file, &path) {
+                continue;
+            }
+            if leftover {
+                let _ = std::fs::remove_file(&path);
+                continue;
+            }
+            let Ok(meta) = file.metadata() else {
+                continue;
+            };
+            let progress = match read_header(&file) {
+                Ok(Some(progress)) => progress,
+                Ok(None) => {
+                    let aside = self
+                        .dir
+                        .join(format!("{text}{}", &SET_ASIDE[SUFFIX.len()..]));
+                    eprintln!(
+                        "http-logger: {} is not a spool file (no spool header): set aside as {}",
+                        path.display(),
+                        aside.display()
+                    );
+                    let _ = std::fs::rename(&path, &aside);
+                    state.known.insert(name);
+                    continue;
+                }
+                Err(_) => continue,
+            };
+            let len = meta.len();
+            state.known.insert(name);
+            state.next_id += 1;
+            self.bytes.fetch_add(len, Ordering::AcqRel);
+            state.files.push(SpoolFile {
+                id: state.next_id,
+                path,
+                file,
+                own: false,
+                open: false,
+                len,
+                read_at: if (HEADER..=len).contains(&progress) {
+                    progress
+                } else {
+                    HEADER
+                },
+                next_index: 0,
+                pending: VecDeque::new(),
+            });
+            taken = true;
+        }
+        if taken {
+            state
+                .files
+                .sort_by(|a, b| a.path.file_name().cmp(&b.path.file_name()));
+            self.backlog.store(true, Ordering::Release);
+        }
+    }
+
+    /// Whether records wait to be replayed. Looks through the directory again now and then,
+    /// for files that processes which ended since left.
+    pub(crate) fn has_backlog(&self) -> bool {
+        if self.backlog.load(Ordering::Acquire) {
+            return true;
+        }
+        if let Ok(mut state) = self.state.try_lock() {
+            if state.scanned.elapsed() >= RESCAN {
+                self.scan(&mut state);
+            }
+        }
+        self.backlog.load(Ordering::Acquire)
+    }
+
+    /// Takes up to `max_records` records, oldest first, within `max_bytes` of fields (at least
+    /// one record, whatever its size).
+    pub(crate) fn take(&self, max_records: usize, max_bytes: usize) -> Vec<Replayed> {
+        let mut state = lock(&self.state);
+        let mut out: Vec<Replayed> = Vec::new();
+        let mut bytes = 0;
+        let fits = |out: &Vec<Replayed>, bytes: usize, size: usize| {
+            out.is_empty() || bytes + size <= max_bytes
+        };
+        while out.len() < max_records {
+            if let Some(r) = state.returned.pop_front() {
+                if !fits(&out, bytes, r.fields.len()) {
+                    state.returned.push_front(r);
+                    break;
+                }
+                bytes += r.fields.len();
+                out.push(r);
+                continue;
+            }
+            let Some(f) = state.files.iter_mut().find(|f| f.read_at < f.len) else {
+                break;
+            };
+            match f.read(|size| fits(&out, bytes, size)) {
+                Ok(Some(r)) => {
+                    bytes += r.fields.len();
+                    out.push(r);
+                }
+                Ok(None) => break,
+                Err(why) => {
+                    eprintln!(
+                        "http-logger: spool file {}: {why} at byte {} of {}; the {} bytes from there are skipped",
+                        f.path.display(),
+                        f.read_at,
+                        f.len,
+                        f.len - f.read_at
+                    );
+                    f.read_at = f.len;
+                    let id = f.id;
+                    self.remove_if_done(&mut state, id);
+                }
+            }
+        }
+        let left = !state.returned.is_empty() || state.files.iter().any(|f| f.read_at < f.len);
+        self.backlog.store(left, Ordering::Release);
+        out
+    }
+
+    /// A record delivered (or refused for good): it is not replayed again.
+    pub(crate) fn accept(&self, r: &Replayed) {
+        let mut state = lock(&self.state);
+        let Some(f) = state.files.iter_mut().find(|f| f.id == r.file) else {
+            return;
+        };
+        let Some(&(first, ..)) = f.pending.front() else {
+            return;
+        };
+        if let Some(entry) = r
+            .index
+            .checked_sub(first)
+            .and_then(|at| f.pending.get_mut(at as usize))
+        {
+            entry.2 = true;
+        }
+        let mut progress = None;
+        while let Some(&(_, end, true)) = f.pending.front() {
+            progress = Some(end);
+            f.pending.pop_front();
+        }
+        if let Some(progress) = progress {
+            // Not synced: a crash that loses it replays these records again.
+            let _ = write_all_at(&f.file, &header(progress), 0);
+        }
+        let id = f.id;
+        self.remove_if_done(&mut state, id);
+    }
+
+    /// A record taken and not delivered: it is taken again first.
+    pub(crate) fn put_back(&self, r: Replayed) {
+        let mut state = lock(&self.state);
+        // Oldest first: behind those put back before it that are older.
+        let at = state
+            .returned
+            .iter()
+            .position(|o| (o.file, o.index) > (r.file, r.index))
+            .unwrap_or(state.returned.len());
+        state.returned.insert(at, r);
+        self.backlog.store(true, Ordering::Release);
+    }
+
+    /// Removes file `id` when every record in it was read and accepted (and, for this logger's
+    /// newest file, when it holds a record: records are appended to it next).
+    fn remove_if_done(&self, state: &mut State, id: u64) {
+        let Some(at) = state.files.iter().position(|f| f.id == id) else {
+            return;
+        };
+        let f = &state.files[at];
+        let returned = state.returned.iter().any(|r| r.file == id);
+        if f.read_at < f.len || !f.pending.is_empty() || returned || (f.open && f.len == HEADER) {
+            return;
+        }
+        let f = state.files.remove(at);
+        // Unlinked while still locked: a process that opened it meanwhile finds it gone.
+        let _ = std::fs::remove_file(&f.path);
+        self.bytes.fetch_sub(f.len, Ordering::AcqRel);
+    }
+}
+
+impl SpoolFile {
+    /// Reads the record at `read_at`, if `fits` its size. `Err`: the frame there is torn or
+    /// corrupt.
+    fn read(&mut self, fits: impl Fn(usize) -> bool) -> Result<Option<Replayed>, &'static str> {
+        let at = self.read_at;
+        if self.len - at < FRAME_HEAD as u64 {
+            return Err("a torn record");
+        }
+        let mut head = [0; FRAME_HEAD];
+        read_exact_at(&self.file, &mut head, at).map_err(|_| "an unreadable record")?;
+        let size = u64::from(u32::from_le_bytes([head[0], head[1], head[2], head[3]]));
+        let sum = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
+        if size < FRAME_META as u64 || size > MAX_FRAME {
+            return Err("a corrupt record length");
+        }
+        if self.len - at - (FRAME_HEAD as u64) < size {
+            return Err("a torn record");
+        }
+        if !fits(size as usize - FRAME_META) {
+            return Ok(None);
+        }
+        let mut body = vec![0; size as usize];
+        read_exact_at(&self.file, &mut body, at + FRAME_HEAD as u64)
+            .map_err(|_| "an unreadable record")?;
+        if crc(&body) != sum {
+            return Err("a record that fails its checksum");
+        }
+        let seq = u64::from_le_bytes(body[..8].try_into().unwrap_or_default());
+        let stored = Stored::from_tag(body[8]).ok_or("a record of an unknown kind")?;
+        body.drain(..FRAME_META);
+        let end = at + FRAME_HEAD as u64 + size;
+        let index = self.next_index;
+        self.next_index += 1;
+        self.read_at = end;
+        self.pending.push_back((index, end, false));
+        Ok(Some(Replayed {
+            file: self.id,
+            index,
+            seq: self.own.then_some(seq),
+            stored,
+            fields: body,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::fields::fixtures::{captured, statics};
+
+    fn dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "http-logger-spool-{name}-{}-{}",
+            std::process::id(),
+            now_ns()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    fn open(dir: &Path, max: u64) -> Spool {
+        Spool::open(dir.to_owned(), max, Arc::new(statics()), None, Stored::Form).unwrap()
+    }
+
+    fn files(dir: &Path) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        files
+    }
+
+    #[test]
+    fn records_come_back_in_order_and_go_once_accepted() {
+        let d = dir("order");
+        let spool = open(&d, 1 << 20);
+        assert!(files(&d).is_empty(), "no file before the first record");
+        assert!(!spool.has_backlog());
+        for seq in 0..5u64 {
+            spool
+                .write(seq, Stored::Form, format!("msg={seq}").as_bytes())
+                .unwrap();
+        }
+        assert!(spool.has_backlog());
+        let got = spool.take(3, usize::MAX);
+        let seqs: Vec<_> = got.iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, [Some(0), Some(1), Some(2)]);
+        assert_eq!(got[1].fields, b"msg=1");
+        // 1 comes back (not delivered): it goes again before 3.
+        spool.accept(&got[0]);
+        spool.put_back(got[1].clone());
+        spool.accept(&got[2]);
+        let again = spool.take(10, usize::MAX);
+        let seqs: Vec<_> = again.iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, [Some(1), Some(3), Some(4)]);
+        assert!(!spool.has_backlog());
+        assert_eq!(files(&d).len(), 1);
+        for r in &again {
+            spool.accept(r);
+        }
+        assert!(
+            files(&d).is_empty(),
+            "removed once every record was accepted"
+        );
+        assert_eq!(spool.bytes.load(Ordering::SeqCst), 0);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn take_keeps_within_the_bytes_but_takes_at_least_one() {
+        let d = dir("bytes");
+        let spool = open(&d, 1 << 20);
+        for seq in 0..3u64 {
+            spool.write(seq, Stored::Json, &[b'x'; 100]).unwrap();
+        }
+        assert_eq!(spool.take(10, 250).len(), 2);
+        assert_eq!(spool.take(10, 10).len(), 1, "one, whatever its size");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn past_max_bytes_a_record_is_refused_and_nothing_of_it_is_written() {
+        let d = dir("full");
+        let spool = open(&d, 200);
+        spool.write(0, Stored::Form, &[b'a'; 100]).unwrap();
+        let err = spool.write(1, Stored::Form, &[b'b'; 100]).unwrap_err();
+        assert!(err.contains("is full"), "{err}");
+        let got = spool.take(10, usize::MAX);
+        assert_eq!(got.len(), 1);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// A second logger on the directory (another process, as far as locks go: each open file
+    /// holds its own lock).
+    #[test]
+    fn a_live_loggers_files_are_left_alone_and_a_dead_ones_are_replayed() {
+        let d = dir("handover");
+        let first = open(&d, 1 << 20);
+        first.write(7, Stored::Form, b"msg=old").unwrap();
+        let second = open(&d, 1 << 20);
+        assert!(!second.has_backlog(), "the first logger's file is locked");
+        drop(first);
+        let mut state = lock(&second.state);
+        second.scan(&mut state);
+        drop(state);
+        let got = second.take(10, usize::MAX);
+        assert_eq!(got.len(), 1);
+        assert_eq!((got[0].seq, &got[0].fields[..]), (None, &b"msg=old"[..]));
+        // A third logger cannot take it while the second holds it.
+        let third = open(&d, 1 << 20);
+        assert!(!third.has_backlog());
+        second.accept(&got[0]);
+        assert!(files(&d).is_empty());
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn progress_survives_a_crash_and_a_torn_tail_costs_only_itself() {
+        let d = dir("torn");
+        let first = open(&d, 1 << 20);
+        for seq in 0..4u64 {
+            first
+                .write(seq, Stored::Form, format!("msg={seq}").as_bytes())
+                .unwrap();
+        }
+        let got = first.take(2, usize::MAX);
+        first.accept(&got[0]);
+        first.accept(&got[1]);
+        let path = files(&d)[0].clone();
+        drop(first);
+        // Half a record at the end, as a crash mid-write leaves it.
+        let len = std::fs::metadata(&path).unwrap().len();
+        let f = OpenOptions::new().write(true).open(&path).unwrap();
+        write_all_at(&f, &[30, 0, 0, 0, 1, 2, 3, 4, 9], len).unwrap();
+        let second = open(&d, 1 << 20);
+        let got = second.take(10, usize::MAX);
+        let fields: Vec<_> = got.iter().map(|r| r.fields.clone()).collect();
+        assert_eq!(
+            fields,
+            [b"msg=2".to_vec(), b"msg=3".to_vec()],
+            "the accepted two are not replayed"
+        );
+        for r in &got {
+            second.accept(r);
+        }
+        assert!(files(&d).is_empty());
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_corrupt_record_ends_the_file_and_a_foreign_file_is_set_aside() {
+        let d = dir("corrupt");
+        let first = open(&d, 1 << 20);
+        for seq in 0..3u64 {
+            first.write(seq, Stored::Form, b"msg=abc").unwrap();
+        }
+        let path = files(&d)[0].clone();
+        drop(first);
+        // A bit flipped in the second record's fields.
+        let frame = (FRAME_HEAD + FRAME_META + 7) as u64;
+        let f = OpenOptions::new().write(true).open(&path).unwrap();
+        write_all_at(&f, b"X", HEADER + frame + frame - 1).unwrap();
+        std::fs::write(d.join("00000000000000000001-1-1.spool"), b"not ours").unwrap();
+        std::fs::write(d.join("notes.txt"), b"not ours either").unwrap();
+        let second = open(&d, 1 << 20);
+        let got = second.take(10, usize::MAX);
+        assert_eq!(got.len(), 1, "the record before the corrupt one");
+        second.accept(&got[0]);
+        let names: Vec<_> = files(&d)
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["00000000000000000001-1-1.spool.bad", "notes.txt"]);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_directory_that_cannot_be_made_is_an_error() {
+        let d = dir("unmakeable");
+        std::fs::write(&d, b"a file").unwrap();
+        let err = Spool::open(
+            d.join("sub"),
+            1 << 20,
+            Arc::new(statics()),
+            None,
+            Stored::Form,
+        )
+        .err()
+        .unwrap();
+        assert!(err.contains("cannot be created"), "{err}");
+        std::fs::remove_file(&d).unwrap();
+    }
+
+    #[test]
+    fn a_record_is_written_with_its_fields_through_the_hook() {
+        let d = dir("hook");
+        let hook: MapRecord = Arc::new(|f: &mut crate::Fields| f.set("service", "billing"));
+        let spool = Spool::open(
+            d.clone(),
+            1 << 20,
+            Arc::new(statics()),
+            Some(hook),
+            Stored::Json,
+        )
+        .unwrap();
+        let kvs: &[(&str, &str)] = &[];
+        let mut rec = captured(&kvs, None, None);
+        rec.seq = 41;
+        spool.write_record(&rec).unwrap();
+        let got = spool.take(1, usize::MAX);
+        assert_eq!(got[0].seq, Some(41));
+        assert_eq!(got[0].stored, Stored::Json);
+        let text = String::from_utf8(got[0].fields.clone()).unwrap();
+        assert!(
+            text.starts_with(r#"{"name":"app::net""#) && text.contains(r#""service":"billing""#),
+            "{text}"
+        );
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+}

@@ -1,0 +1,621 @@
+//! The disk spool (`Builder::spool`), end to end: outages ridden out across a restart, a
+//! SIGKILL mid-spill, two processes on one directory, bad disks. Each process of a scenario is
+//! this binary re-run with `HTTP_LOGGER_CHILD` set; the parent owns the receiver (a real
+//! socket on 127.0.0.1) and checks what it got, once each.
+//! (`harness = false` in Cargo.toml: this file's `main` is the test runner.)
+
+mod harness;
+mod support;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use http_logger::{Batch, ErrorKind, HttpLogger};
+use support::{Reply, Server};
+
+const WAIT: Duration = Duration::from_secs(60);
+const WAIT_EMPTY: (&str, String) = ("WAIT_EMPTY", String::new());
+const FLUSH: (&str, String) = ("FLUSH", String::new());
+
+// ---- the children ----
+
+/// A logger of the scenarios: the spool in `SPOOL_DIR`, a queue of 1,000, a receiver that is
+/// given up on quickly.
+fn logger(host: &str) -> http_logger::Builder {
+    HttpLogger::builder(host, "/")
+        .spool(std::env::var("SPOOL_DIR").expect("SPOOL_DIR"))
+        .queue_capacity(1000)
+        .connect_timeout(Duration::from_millis(200))
+        .timeout(Duration::from_secs(5))
+        .retry_budget(3, Duration::from_millis(300))
+        .shutdown_timeout(Duration::from_millis(500))
+}
+
+fn print_stats(stats: http_logger::Stats) {
+    println!(
+        "stats logged={} sent={} dropped={} failed={} queued={} spooled={} replayed={}",
+        stats.logged,
+        stats.sent,
+        stats.dropped,
+        stats.failed,
+        stats.queued,
+        stats.spooled,
+        stats.replayed
+    );
+}
+
+fn log(logger: &HttpLogger, msg: std::fmt::Arguments<'_>) {
+    log::Log::log(
+        logger,
+        &log::Record::builder()
+            .args(msg)
+            .level(log::Level::Info)
+            .build(),
+    );
+}
+
+/// Whether `dir` holds no spool file.
+fn no_spool_file(dir: &Path) -> bool {
+    !spool_files(dir).iter().any(|name| name.ends_with(".spool"))
+}
+
+fn child(scenario: &str, host: &str) {
+    let count: usize = std::env::var("COUNT").map_or(0, |n| n.parse().expect("COUNT"));
+    let tag = std::env::var("TAG").unwrap_or_default();
+    let dir = PathBuf::from(std::env::var("SPOOL_DIR").expect("SPOOL_DIR"));
+    match scenario {
+        // Logs COUNT records; with WAIT_EMPTY, waits until no spool file is left in the
+        // directory (its own, and those it replays, or another process does); with FLUSH,
+        // flushes; prints its stats; then is dropped: what is left goes to the spool.
+        "log" => {
+            let logger = logger(host).build().expect("build");
+            for i in 0..count {
+                log(&logger, format_args!("{tag} {i}"));
+            }
+            if std::env::var_os("WAIT_EMPTY").is_some() {
+                let deadline = Instant::now() + Duration::from_secs(50);
+                while !no_spool_file(&dir) && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+            if std::env::var_os("FLUSH").is_some() {
+                logger.flush_timeout(Duration::from_secs(30));
+            }
+            print_stats(logger.stats());
+        }
+        // Logs without end while the receiver is down, printing how many records are on disk.
+        "spill-forever" => {
+            let logger = logger(host).queue_capacity(100).build().expect("build");
+            for i in 0.. {
+                log(&logger, format_args!("{tag} {i}"));
+                if i % 50 == 0 {
+                    println!("spooled {}", logger.stats().spooled);
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        }
+        // A file size limit of 64 KiB: the spool fills the disk, as far as this process goes.
+        "tiny-disk" => {
+            #[cfg(unix)]
+            {
+                let limit = libc::rlimit {
+                    rlim_cur: 64 << 10,
+                    rlim_max: 64 << 10,
+                };
+                // SAFETY: setrlimit reads the struct; no other precondition.
+                assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_FSIZE, &limit) }, 0);
+            }
+            let logger = logger(host).queue_capacity(10).build().expect("build");
+            for i in 0..count {
+                log(&logger, format_args!("{tag} {i}"));
+            }
+            // Long enough for the spill thread to write what it was handed.
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while logger.stats().queued > 20 && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            print_stats(logger.stats());
+            println!("last_error {}", logger.last_error().unwrap_or_default());
+            drop(logger);
+        }
+        other => panic!("unknown scenario {other}"),
+    }
+}
+
+// ---- the parent's side ----
+
+struct Outcome {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+fn command(scenario: &str, host: &str, dir: &Path, env: &[(&str, String)]) -> Command {
+    let mut command = Command::new(std::env::current_exe().expect("test binary"));
+    command
+        .env("HTTP_LOGGER_CHILD", scenario)
+        .env("HTTP_LOGGER_HOST", host)
+        .env("SPOOL_DIR", dir)
+        .envs(env.iter().map(|(k, v)| (k, v.as_str())))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+/// Waits for `child` to end (killing it past `WAIT`), and takes what it printed.
+fn finish(mut child: Child, scenario: &str) -> Outcome {
+    let deadline = Instant::now() + WAIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait child") {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let (mut stdout, mut stderr) = (String::new(), String::new());
+    let _ = child
+        .stdout
+        .take()
+        .map(|mut s| s.read_to_string(&mut stdout));
+    let _ = child
+        .stderr
+        .take()
+        .map(|mut s| s.read_to_string(&mut stderr));
+    let status =
+        status.unwrap_or_else(|| panic!("child {scenario} still running after {WAIT:?}: {stderr}"));
+    Outcome {
+        code: status.code(),
+        stdout,
+        stderr,
+    }
+}
+
+fn run(scenario: &str, host: &str, dir: &Path, env: &[(&str, String)]) -> Outcome {
+    let child = command(scenario, host, dir, env)
+        .spawn()
+        .expect("spawn child");
+    finish(child, scenario)
+}
+
+/// The counters a child printed in its `stats` line.
+fn stats(out: &Outcome) -> HashMap<String, u64> {
+    let line = out
+        .stdout
+        .lines()
+        .rfind(|l| l.starts_with("stats "))
+        .unwrap_or_else(|| panic!("no stats line: {}\n{}", out.stdout, out.stderr));
+    line.split_whitespace()
+        .skip(1)
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').expect("k=v");
+            (k.to_owned(), v.parse().expect("a number"))
+        })
+        .collect()
+}
+
+/// An address on 127.0.0.1 where nothing listens (a port just freed): connections are refused.
+fn nothing_listens() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+}
+
+/// A fresh spool directory of the test's own.
+fn spool_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "http-logger-spool-test-{name}-{}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn spool_files(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// Takes the `msg` of every record the server got until `n` arrived (or `timeout` passed, or,
+/// once `n` arrived, nothing more came for a moment: late duplicates are caught too), and
+/// counts how often each arrived.
+fn received(server: &Server, n: usize, timeout: Duration) -> HashMap<String, usize> {
+    let deadline = Instant::now() + timeout;
+    let mut got: HashMap<String, usize> = HashMap::new();
+    let mut total = 0;
+    while Instant::now() < deadline {
+        let wait = if total >= n {
+            Duration::from_millis(300)
+        } else {
+            Duration::from_millis(200)
+        };
+        match server.recv(wait) {
+            Some(request) => {
+                for msg in messages(&request) {
+                    *got.entry(msg).or_default() += 1;
+                    total += 1;
+                }
+            }
+            None if total >= n => break,
+            None => {}
+        }
+    }
+    got
+}
+
+/// The messages of one request: a form's `msg`, or each NDJSON line's.
+fn messages(request: &support::Request) -> Vec<String> {
+    if request.header("content-type") == Some("application/x-ndjson") {
+        return String::from_utf8_lossy(&request.body)
+            .lines()
+            .map(|line| {
+                let v: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+                v["msg"].as_str().expect("msg").to_owned()
+            })
+            .collect();
+    }
+    vec![request.field("msg").expect("msg")]
+}
+
+/// Every message `{tag} {i}` for `i` in `range` arrived exactly once.
+fn assert_each_once(got: &HashMap<String, usize>, tag: &str, range: std::ops::Range<usize>) {
+    let missing: Vec<usize> = range
+        .clone()
+        .filter(|i| !got.contains_key(&format!("{tag} {i}")))
+        .collect();
+    let twice: Vec<(&String, &usize)> = got
+        .iter()
+        .filter(|(m, n)| m.starts_with(&format!("{tag} ")) && **n > 1)
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {tag} 0..{} missing, first {:?}",
+        missing.len(),
+        range.end,
+        &missing[..missing.len().min(5)]
+    );
+    assert!(
+        twice.is_empty(),
+        "delivered twice: {:?}",
+        &twice[..twice.len().min(5)]
+    );
+}
+
+// ---- the tests ----
+
+/// The issue's scenario: 50,000 records logged with the receiver down, a queue of 1,000 and
+/// a spool; the process exits. The receiver comes up, and a second process with the same
+/// directory delivers all 50,000 plus its own, nothing twice, and leaves the directory empty.
+fn an_outage_is_ridden_out_across_a_restart() {
+    let dir = spool_dir("restart");
+    let down = nothing_listens();
+    let first = run(
+        "log",
+        &down.to_string(),
+        &dir,
+        &[("COUNT", "50000".into()), ("TAG", "old".into())],
+    );
+    assert_eq!(first.code, Some(0), "{}", first.stderr);
+    let s = stats(&first);
+    assert_eq!(
+        (s["logged"], s["sent"], s["dropped"], s["failed"]),
+        (50_000, 0, 0, 0),
+        "{s:?}"
+    );
+    assert_eq!(s["spooled"] + s["queued"], 50_000, "{s:?}");
+    // The shutdown at the drop put the rest on disk, and says so (and nothing was lost).
+    let lines: Vec<&str> = first
+        .stderr
+        .lines()
+        .filter(|l| l.contains("not delivered"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{}", first.stderr);
+    assert!(
+        lines[0].starts_with("http-logger: 50,000 records not delivered to ")
+            && lines[0].contains("wait in the spool"),
+        "{}",
+        lines[0]
+    );
+    assert!(!spool_files(&dir).is_empty());
+    // Up again, on another port (the records do not carry the address).
+    let server = Server::start();
+    let second = run(
+        "log",
+        &server.host(),
+        &dir,
+        &[
+            ("COUNT", "100".into()),
+            ("TAG", "new".into()),
+            WAIT_EMPTY,
+            FLUSH,
+        ],
+    );
+    assert_eq!(second.code, Some(0), "{}", second.stderr);
+    let got = received(&server, 50_100, Duration::from_secs(50));
+    assert_each_once(&got, "old", 0..50_000);
+    assert_each_once(&got, "new", 0..100);
+    let s = stats(&second);
+    assert_eq!(
+        (s["sent"], s["replayed"], s["spooled"]),
+        (100, 50_000, 0),
+        "{s:?}"
+    );
+    assert!(spool_files(&dir).is_empty(), "{:?}", spool_files(&dir));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A SIGKILL while records go to disk loses none that were written: every record the killed
+/// process counted spooled is delivered by the next one.
+fn sigkill_while_spilling_loses_nothing_on_disk() {
+    let dir = spool_dir("sigkill");
+    let down = nothing_listens();
+    let mut child = command(
+        "spill-forever",
+        &down.to_string(),
+        &dir,
+        &[("TAG", "k".into())],
+    )
+    .spawn()
+    .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut spooled = 0;
+    let deadline = Instant::now() + WAIT;
+    for line in BufReader::new(stdout).lines() {
+        let line = line.expect("a line");
+        if let Some(n) = line.strip_prefix("spooled ") {
+            spooled = n.parse().expect("a number");
+            if spooled >= 3000 {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "spooled only {spooled}");
+    }
+    child.kill().expect("SIGKILL");
+    let _ = child.wait();
+    let server = Server::start();
+    let after = run("log", &server.host(), &dir, &[WAIT_EMPTY, FLUSH]);
+    assert_eq!(after.code, Some(0), "{}", after.stderr);
+    let replayed = stats(&after)["replayed"] as usize;
+    let got = received(&server, replayed, Duration::from_secs(30));
+    // Which records were on disk is the process's business (those in its memory queue were
+    // lost with it): as many as it counted, at least, each once, and all its own.
+    assert!(replayed >= spooled as usize, "{replayed} < {spooled}");
+    assert_eq!(got.len(), replayed, "{} distinct of {replayed}", got.len());
+    assert!(got.values().all(|n| *n == 1), "each once");
+    assert!(
+        got.keys().all(|m| m.starts_with("k ")),
+        "only the killed process's records"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Two processes started at once on a directory a dead process left files in: between them
+/// they deliver each of its records once, and each its own.
+fn two_processes_at_once_share_the_dead_ones_files() {
+    let dir = spool_dir("two");
+    let down = nothing_listens();
+    let first = run(
+        "log",
+        &down.to_string(),
+        &dir,
+        &[("COUNT", "5000".into()), ("TAG", "dead".into())],
+    );
+    assert_eq!(first.code, Some(0), "{}", first.stderr);
+    assert_eq!(stats(&first)["dropped"], 0);
+    let server = Server::start();
+    let children: Vec<Child> = ["a", "b"]
+        .iter()
+        .map(|tag| {
+            command(
+                "log",
+                &server.host(),
+                &dir,
+                &[
+                    ("COUNT", "200".into()),
+                    ("TAG", (*tag).into()),
+                    WAIT_EMPTY,
+                    FLUSH,
+                ],
+            )
+            .spawn()
+            .expect("spawn")
+        })
+        .collect();
+    let outs: Vec<Outcome> = children.into_iter().map(|c| finish(c, "two")).collect();
+    let replayed: u64 = outs.iter().map(|o| stats(o)["replayed"]).sum();
+    let got = received(&server, 5400, Duration::from_secs(30));
+    assert_each_once(&got, "dead", 0..5000);
+    assert_each_once(&got, "a", 0..200);
+    assert_each_once(&got, "b", 0..200);
+    assert_eq!(replayed, 5000);
+    assert!(spool_files(&dir).is_empty(), "{:?}", spool_files(&dir));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A file size limit (the disk full, as far as this process goes): records past it are
+/// dropped and counted, with why, the process lives on, and every record already on disk is
+/// delivered later.
+fn a_full_disk_drops_with_a_reason_and_keeps_what_is_on_disk() {
+    let dir = spool_dir("tiny");
+    let down = nothing_listens();
+    let out = run(
+        "tiny-disk",
+        &down.to_string(),
+        &dir,
+        &[("COUNT", "2000".into()), ("TAG", "t".into())],
+    );
+    assert_eq!(out.code, Some(0), "no SIGXFSZ, no panic: {}", out.stderr);
+    let s = stats(&out);
+    assert!(s["dropped"] > 0 && s["spooled"] > 0, "{s:?}");
+    assert_eq!(
+        s["logged"],
+        s["sent"] + s["dropped"] + s["failed"] + s["queued"] + s["spooled"],
+        "{s:?}"
+    );
+    let last_error = out
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("last_error "))
+        .unwrap_or_default();
+    assert!(
+        last_error.contains("spool") && last_error.contains("large"),
+        "{last_error}"
+    );
+    let server = Server::start();
+    let after = run("log", &server.host(), &dir, &[WAIT_EMPTY, FLUSH]);
+    let replayed = stats(&after)["replayed"];
+    assert!(replayed >= s["spooled"], "{replayed} < {}", s["spooled"]);
+    let got = received(&server, replayed as usize, Duration::from_secs(30));
+    assert_eq!(got.len() as u64, replayed, "each once");
+    assert!(got.values().all(|n| *n == 1));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A directory that cannot be made, or written, fails the build with a clear error; files in
+/// it that are not the spool's are left alone, a `.spool` file that is not one is set aside.
+fn an_unusable_directory_fails_the_build() {
+    let file = spool_dir("not-a-dir");
+    std::fs::write(&file, b"a file").unwrap();
+    let err = HttpLogger::builder("127.0.0.1:9", "/")
+        .spool(file.join("logs"))
+        .build()
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Spool);
+    assert!(err.to_string().contains("cannot be created"), "{err}");
+    std::fs::remove_file(&file).unwrap();
+    // /proc/self exists, and no one may make a file in it, root included.
+    if Path::new("/proc/self").is_dir() {
+        let err = HttpLogger::builder("127.0.0.1:9", "/")
+            .spool("/proc/self")
+            .build()
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Spool);
+        assert!(err.to_string().contains("cannot be written"), "{err}");
+    }
+    let err = HttpLogger::builder("127.0.0.1:9", "/")
+        .spool(spool_dir("zero"))
+        .spool_max_bytes(0)
+        .build()
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidConfig);
+
+    let dir = spool_dir("foreign");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("notes.txt"), b"mine").unwrap();
+    std::fs::write(dir.join("00000000000000000001-1-1.spool"), b"not a spool").unwrap();
+    let logger = HttpLogger::builder("127.0.0.1:9", "/")
+        .spool(&dir)
+        .build()
+        .expect("a directory with other files in it is usable");
+    drop(logger);
+    assert_eq!(
+        spool_files(&dir),
+        ["00000000000000000001-1-1.spool.bad", "notes.txt"]
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// In one process: records out of retries go to disk, and are delivered from it once the
+/// receiver is back (on the same port), counted sent and replayed, in batches too; a flush
+/// waits for them.
+fn records_out_of_retries_wait_on_disk_and_go_when_the_receiver_is_back() {
+    for batch in [false, true] {
+        let dir = spool_dir(if batch { "back-batch" } else { "back" });
+        let addr = nothing_listens();
+        let mut builder = HttpLogger::builder(addr.to_string(), "/")
+            .spool(&dir)
+            .connect_timeout(Duration::from_millis(200))
+            .retry_budget(1, Duration::from_millis(100));
+        if batch {
+            builder = builder.batch(Batch::ndjson().max_delay(Duration::from_millis(20)));
+        }
+        let logger = builder.build().expect("build");
+        for i in 0..20 {
+            log::Log::log(
+                &logger,
+                &log::Record::builder()
+                    .args(format_args!("r {i}"))
+                    .level(log::Level::Warn)
+                    .build(),
+            );
+        }
+        let deadline = Instant::now() + WAIT;
+        while logger.stats().spooled < 20 {
+            assert!(Instant::now() < deadline, "{:?}", logger.stats());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(
+            !logger.flush_timeout(Duration::from_millis(50)),
+            "they wait"
+        );
+        let server = Server::start_on(addr, |_, _| Reply::Status(200)).expect("the same port");
+        assert!(logger.flush_timeout(WAIT), "{:?}", logger.stats());
+        let stats = logger.stats();
+        assert_eq!(
+            (
+                stats.sent,
+                stats.replayed,
+                stats.spooled,
+                stats.queued,
+                stats.failed
+            ),
+            (20, 20, 0, 0, 0),
+            "{stats:?}"
+        );
+        let got = received(&server, 20, Duration::from_secs(10));
+        assert_each_once(&got, "r", 0..20);
+        assert!(spool_files(&dir).is_empty(), "{:?}", spool_files(&dir));
+        drop(logger);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+fn main() {
+    if let Ok(scenario) = std::env::var("HTTP_LOGGER_CHILD") {
+        let host = std::env::var("HTTP_LOGGER_HOST").expect("HTTP_LOGGER_HOST");
+        child(&scenario, &host);
+        return;
+    }
+    harness::run(&[
+        (
+            "records_out_of_retries_wait_on_disk_and_go_when_the_receiver_is_back",
+            records_out_of_retries_wait_on_disk_and_go_when_the_receiver_is_back,
+        ),
+        (
+            "an_unusable_directory_fails_the_build",
+            an_unusable_directory_fails_the_build,
+        ),
+        (
+            "an_outage_is_ridden_out_across_a_restart",
+            an_outage_is_ridden_out_across_a_restart,
+        ),
+        (
+            "sigkill_while_spilling_loses_nothing_on_disk",
+            sigkill_while_spilling_loses_nothing_on_disk,
+        ),
+        (
+            "two_processes_at_once_share_the_dead_ones_files",
+            two_processes_at_once_share_the_dead_ones_files,
+        ),
+        (
+            "a_full_disk_drops_with_a_reason_and_keeps_what_is_on_disk",
+            a_full_disk_drops_with_a_reason_and_keeps_what_is_on_disk,
+        ),
+    ]);
+}
