@@ -29,6 +29,10 @@
 //! * `--down`: logs 1,000,000 records (or `--records N`) at default settings to a port where
 //!   nothing listens, and prints the peak memory above the baseline and the stats. The run
 //!   then waits the default shutdown timeout (5 s) as the logger is dropped.
+//!
+//! With `--spool DIR` (either mode) the logger spools to DIR what its queue cannot hold; with
+//! `--down` the run then also waits for the records handed to the spool to be on disk, and
+//! prints how long that took and the records spooled per second.
 
 use std::io::{self, Write};
 use std::net::TcpListener;
@@ -39,7 +43,7 @@ use std::time::{Duration, Instant};
 
 use http_logger::{Batch, Fields, HttpLogger, Method};
 
-const USAGE: &str = "usage: loadgen --host HOST:PORT [--records N] [--threads T] [--connections C] [--queue Q] [--method post|get] [--secure --ca FILE] [--record-bytes N] [--batch ndjson|array] [--gzip] | loadgen --down [--records N] [--record-bytes N] | loadgen --payload FILE [--method post|get]";
+const USAGE: &str = "usage: loadgen --host HOST:PORT [--records N] [--threads T] [--connections C] [--queue Q] [--method post|get] [--secure --ca FILE] [--record-bytes N] [--batch ndjson|array] [--gzip] [--spool DIR] | loadgen --down [--records N] [--record-bytes N] [--spool DIR] | loadgen --payload FILE [--method post|get]";
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -66,6 +70,8 @@ struct Options {
     batch: Option<Batch>,
     /// `--gzip`: bodies go gzip-compressed.
     gzip: bool,
+    /// `--spool DIR`: what the queue cannot hold goes to DIR.
+    spool: Option<String>,
 }
 
 fn parse_args() -> Result<Options, String> {
@@ -83,6 +89,7 @@ fn parse_args() -> Result<Options, String> {
         record_bytes: 0,
         batch: None,
         gzip: false,
+        spool: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -121,6 +128,7 @@ fn parse_args() -> Result<Options, String> {
                 });
             }
             "--gzip" => options.gzip = true,
+            "--spool" => options.spool = Some(value()?),
             "--help" | "-h" => return Err(String::new()),
             _ => return Err(format!("unknown option {arg:?}")),
         }
@@ -343,6 +351,9 @@ fn run_logger(options: &Options) -> Result<(), String> {
     if let Some(batch) = &options.batch {
         builder = builder.batch(batch.clone());
     }
+    if let Some(dir) = &options.spool {
+        builder = builder.spool(dir);
+    }
     let logger = builder
         .gzip(options.gzip)
         .build()
@@ -365,6 +376,7 @@ fn run_logger(options: &Options) -> Result<(), String> {
     out("secure", options.secure);
     out("batch", options.batch.is_some());
     out("gzip", options.gzip);
+    out("spool", options.spool.is_some());
     print_calls(calls, pair);
     out("log_phase_s", format!("{:.3}", logged_at.as_secs_f64()));
     out("total_s", format!("{:.3}", total.as_secs_f64()));
@@ -400,12 +412,31 @@ fn run_down(options: &Options) -> Result<(), String> {
     let slots = time_slots(records, 1);
     let padding = "x".repeat(options.record_bytes);
     let baseline = status_kib("VmHWM");
-    let logger = HttpLogger::builder(format!("127.0.0.1:{port}"), "/")
-        .method(options.method)
+    let mut builder = HttpLogger::builder(format!("127.0.0.1:{port}"), "/").method(options.method);
+    if let Some(dir) = &options.spool {
+        builder = builder.spool(dir);
+    }
+    let logger = builder
         .build()
         .map_err(|e| format!("cannot build the logger: {e}"))?;
     let (calls, first) = log_records(&logger, slots, &padding);
     let logged_at = first.elapsed();
+    if options.spool.is_some() {
+        // Until what was handed to the spool is on disk: all but the queue (and the record
+        // the worker holds) is spooled or dropped.
+        let queue = http_logger::DEFAULT_QUEUE_CAPACITY as u64 + 1;
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while logger.stats().queued > queue && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(5));
+        }
+        let took = first.elapsed();
+        let spooled = logger.stats().spooled;
+        out("spool_done_s", format!("{:.3}", took.as_secs_f64()));
+        out(
+            "spooled_per_s",
+            format!("{:.0}", spooled as f64 / took.as_secs_f64()),
+        );
+    }
     let peak = status_kib("VmHWM");
     let stats = logger.stats();
 
@@ -420,6 +451,7 @@ fn run_down(options: &Options) -> Result<(), String> {
     out("dropped", stats.dropped);
     out("failed", stats.failed);
     out("queued", stats.queued);
+    out("spooled", stats.spooled);
     out("retried", stats.retried);
     out("baseline_kib", baseline);
     out("peak_kib", peak);

@@ -177,28 +177,33 @@ impl Shared {
         }
     }
 
-    /// Writes record `seq` to the spool, which takes it from here: counted spooled, or, when the
-    /// spool cannot take it, dropped (full, or the disk refused) or failed (its fields could
-    /// not be made), with why. Without a spool, it fails with `reason`. `handed`: it held
-    /// bytes among those handed over for the spool.
-    pub(crate) fn spill(&self, rec: &Captured, reason: &str, handed: bool) {
+    /// Writes records to the spool, which takes them from here: each counted spooled, or,
+    /// when the spool cannot take it, dropped (full, or the disk refused) or failed (its fields
+    /// could not be made), with why. Without a spool, each fails with `reason`. `handed`: they
+    /// held bytes among those handed over for the spool.
+    pub(crate) fn spill(&self, recs: &[&Captured], reason: &str, handed: bool) {
         let Some(spilling) = &self.spilling else {
-            self.record_failure(reason.to_owned());
-            self.finish(rec.seq, &self.counters.failed);
+            for rec in recs {
+                self.record_failure(reason.to_owned());
+                self.finish(rec.seq, &self.counters.failed);
+            }
             return;
         };
-        if handed {
-            self.release_handed(rec.bytes());
-        }
-        match spilling.spool.write_record(rec) {
-            Ok(()) => Counters::add(&self.counters.spooled),
-            Err(Unspooled::NoRoom(why)) => {
-                self.record_failure(why);
-                self.finish(rec.seq, &self.counters.dropped);
+        let results = spilling.spool.write_records(recs);
+        for (rec, result) in recs.iter().zip(results) {
+            if handed {
+                self.release_handed(rec.bytes());
             }
-            Err(Unspooled::Unencodable(why)) => {
-                self.record_failure(why);
-                self.finish(rec.seq, &self.counters.failed);
+            match result {
+                Ok(()) => Counters::add(&self.counters.spooled),
+                Err(Unspooled::NoRoom(why)) => {
+                    self.record_failure(why);
+                    self.finish(rec.seq, &self.counters.dropped);
+                }
+                Err(Unspooled::Unencodable(why)) => {
+                    self.record_failure(why);
+                    self.finish(rec.seq, &self.counters.failed);
+                }
             }
         }
     }
@@ -213,11 +218,11 @@ impl Shared {
         self.abandon();
         let why = "the logger shut down before it was sent";
         while let Ok(rec) = spilling.handed.try_recv() {
-            self.spill(&rec, why, true);
+            self.spill(&[&rec], why, true);
         }
         while let Ok(rec) = spilling.queue.try_recv() {
             self.release(rec.bytes());
-            self.spill(&rec, why, false);
+            self.spill(&[&rec], why, false);
         }
         let grace = deadline_after(SPILL_GRACE);
         while self.stats().queued > 0 && Instant::now() < grace {

@@ -131,6 +131,18 @@ fn crc(bytes: &[u8]) -> u32 {
     crc32fast::hash(bytes)
 }
 
+/// Appends record `seq`'s frame to `out`: its length, its checksum, then what they cover.
+fn frame(seq: u64, stored: Stored, fields: &[u8], out: &mut Vec<u8>) {
+    let start = out.len();
+    out.extend_from_slice(&((FRAME_META + fields.len()) as u32).to_le_bytes());
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(&seq.to_le_bytes());
+    out.push(stored.tag());
+    out.extend_from_slice(fields);
+    let sum = crc(&out[start + FRAME_HEAD..]);
+    out[start + 4..start + 8].copy_from_slice(&sum.to_le_bytes());
+}
+
 /// The header of a file whose first record not yet accepted starts at `progress`.
 fn header(progress: u64) -> [u8; HEADER as usize] {
     let mut h = [0; HEADER as usize];
@@ -239,70 +251,112 @@ impl Spool {
         &self.dir
     }
 
-    /// Encodes `rec` (through the `map_record` hook) and appends it.
-    pub(crate) fn write_record(&self, rec: &Captured) -> Result<(), Unspooled> {
-        let mut fields = Vec::with_capacity(rec.bytes() + 512);
-        prepare(
-            &self.stored.encoding(),
-            &self.statics,
-            self.map_record.as_ref(),
-            rec,
-            &mut fields,
-        )
-        .map_err(Unspooled::Unencodable)?;
-        self.write(rec.seq, self.stored, &fields)
-            .map_err(Unspooled::NoRoom)
+    /// Encodes each record (through the `map_record` hook) and appends them, in one write.
+    /// Says for each whether it is on disk now.
+    pub(crate) fn write_records(&self, recs: &[&Captured]) -> Vec<Result<(), Unspooled>> {
+        let mut results = Vec::with_capacity(recs.len());
+        let mut frames = Vec::with_capacity(recs.iter().map(|r| r.bytes() + 512).sum());
+        // Where each encoded record's frame ends in `frames`, with its place in `results`.
+        let mut ends = Vec::with_capacity(recs.len());
+        let mut fields = Vec::new();
+        for rec in recs {
+            let encoding = self.stored.encoding();
+            match prepare(
+                &encoding,
+                &self.statics,
+                self.map_record.as_ref(),
+                rec,
+                &mut fields,
+            ) {
+                Ok(()) => {
+                    frame(rec.seq, self.stored, &fields, &mut frames);
+                    ends.push((results.len(), frames.len()));
+                    results.push(Ok(()));
+                }
+                Err(why) => results.push(Err(Unspooled::Unencodable(why))),
+            }
+        }
+        let (written, why) = self.write(&frames, &ends);
+        for &(at, _) in &ends[written..] {
+            results[at] = Err(Unspooled::NoRoom(why.clone()));
+        }
+        results
     }
 
-    /// Appends one record to this logger's newest file (made when there is none, or when it
-    /// is full). Fails with why, and then leaves no part of the record in a file.
-    fn write(&self, seq: u64, stored: Stored, fields: &[u8]) -> Result<(), String> {
-        let size = (FRAME_HEAD + FRAME_META + fields.len()) as u64;
-        if self.bytes.load(Ordering::Acquire) + size > self.max_bytes {
-            return Err(format!(
+    /// Appends the longest run of `frames` (ending as `ends` says) that fits within
+    /// `max_bytes` to this logger's newest file (made when there is none, or when it is
+    /// full). Returns how many frames are written, and why the rest are not; no part of them is
+    /// left in a file.
+    fn write(&self, frames: &[u8], ends: &[(usize, usize)]) -> (usize, String) {
+        let mut state = lock(&self.state);
+        let room = self
+            .max_bytes
+            .saturating_sub(self.bytes.load(Ordering::Acquire));
+        let fit = ends.partition_point(|&(_, end)| end as u64 <= room);
+        let full = || {
+            format!(
                 "the spool {} is full ({} bytes)",
                 self.dir.display(),
                 self.max_bytes
-            ));
+            )
+        };
+        if fit == 0 {
+            return (0, full());
         }
-        let mut frame = Vec::with_capacity(size as usize);
-        frame.extend_from_slice(&((FRAME_META + fields.len()) as u32).to_le_bytes());
-        frame.extend_from_slice(&[0; 4]);
-        frame.extend_from_slice(&seq.to_le_bytes());
-        frame.push(stored.tag());
-        frame.extend_from_slice(fields);
-        let sum = crc(&frame[FRAME_HEAD..]);
-        frame[4..8].copy_from_slice(&sum.to_le_bytes());
-
-        let mut state = lock(&self.state);
-        let full = |f: &SpoolFile| f.len > HEADER && f.len + size > self.segment_bytes;
+        let size = ends[fit - 1].1 as u64;
         if let Some(f) = state.files.iter_mut().find(|f| f.open) {
-            if full(f) {
+            if f.len > HEADER && f.len + size > self.segment_bytes {
                 f.open = false;
+                let id = f.id;
+                self.remove_if_done(&mut state, id);
             }
         }
         if !state.files.iter().any(|f| f.open) {
-            let made = self.make_file(&mut state).map_err(|e| {
-                format!("no spool file could be made in {}: {e}", self.dir.display())
-            })?;
-            state.files.push(made);
+            match self.make_file(&mut state) {
+                Ok(made) => state.files.push(made),
+                Err(e) => {
+                    return (
+                        0,
+                        format!("no spool file could be made in {}: {e}", self.dir.display()),
+                    );
+                }
+            }
         }
         let Some(f) = state.files.iter_mut().find(|f| f.open) else {
-            return Err("no spool file is open".into());
+            return (0, "no spool file is open".into());
         };
-        if let Err(e) = write_all_at(&f.file, &frame, f.len) {
-            // Cut what part of the frame was written; if that fails too, nothing more goes to
-            // this file (its reader stops at the torn frame).
+        // All at once; when that fails (the disk is full, a file size limit), frame by frame,
+        // so that what fits still goes.
+        let failed =
+            |e: io::Error| format!("writing to the spool {} failed: {e}", self.dir.display());
+        let why = match self.append(f, &frames[..ends[fit - 1].1]) {
+            Ok(()) => return (fit, full()),
+            Err(e) => failed(e),
+        };
+        if fit == 1 || !f.open {
+            return (0, why);
+        }
+        let mut start = 0;
+        for (n, &(_, end)) in ends[..fit].iter().enumerate() {
+            if let Err(e) = self.append(f, &frames[start..end]) {
+                return (n, failed(e));
+            }
+            start = end;
+        }
+        (fit, full())
+    }
+
+    /// Appends `bytes` (whole frames) to `f`. On an error, cuts what part was written; if that
+    /// fails too, nothing more goes to this file (its reader stops at the torn frame).
+    fn append(&self, f: &mut SpoolFile, bytes: &[u8]) -> io::Result<()> {
+        if let Err(e) = write_all_at(&f.file, bytes, f.len) {
             if f.file.set_len(f.len).is_err() {
                 f.open = false;
             }
-            return Err(format!(
-                "writing to the spool {} failed: {e}",
-                self.dir.display()
-            ));
+            return Err(e);
         }
-        f.len += size;
-        self.bytes.fetch_add(size, Ordering::AcqRel);
+        f.len += bytes.len() as u64;
+        self.bytes.fetch_add(bytes.len() as u64, Ordering::AcqRel);
         self.backlog.store(true, Ordering::Release);
         Ok(())
     }
@@ -608,6 +662,18 @@ mod tests {
         dir
     }
 
+    impl Spool {
+        /// Writes one record of these fields.
+        fn write_one(&self, seq: u64, stored: Stored, fields: &[u8]) -> Result<(), String> {
+            let mut frames = Vec::new();
+            frame(seq, stored, fields, &mut frames);
+            match self.write(&frames, &[(0, frames.len())]) {
+                (1, _) => Ok(()),
+                (_, why) => Err(why),
+            }
+        }
+    }
+
     fn open(dir: &Path, max: u64) -> Spool {
         Spool::open(dir.to_owned(), max, Arc::new(statics()), None, Stored::Form).unwrap()
     }
@@ -629,7 +695,7 @@ mod tests {
         assert!(!spool.has_backlog());
         for seq in 0..5u64 {
             spool
-                .write(seq, Stored::Form, format!("msg={seq}").as_bytes())
+                .write_one(seq, Stored::Form, format!("msg={seq}").as_bytes())
                 .unwrap();
         }
         assert!(spool.has_backlog());
@@ -662,7 +728,7 @@ mod tests {
         let d = dir("bytes");
         let spool = open(&d, 1 << 20);
         for seq in 0..3u64 {
-            spool.write(seq, Stored::Json, &[b'x'; 100]).unwrap();
+            spool.write_one(seq, Stored::Json, &[b'x'; 100]).unwrap();
         }
         assert_eq!(spool.take(10, 250).len(), 2);
         assert_eq!(spool.take(10, 10).len(), 1, "one, whatever its size");
@@ -673,11 +739,29 @@ mod tests {
     fn past_max_bytes_a_record_is_refused_and_nothing_of_it_is_written() {
         let d = dir("full");
         let spool = open(&d, 200);
-        spool.write(0, Stored::Form, &[b'a'; 100]).unwrap();
-        let err = spool.write(1, Stored::Form, &[b'b'; 100]).unwrap_err();
+        spool.write_one(0, Stored::Form, &[b'a'; 100]).unwrap();
+        let err = spool.write_one(1, Stored::Form, &[b'b'; 100]).unwrap_err();
         assert!(err.contains("is full"), "{err}");
         let got = spool.take(10, usize::MAX);
         assert_eq!(got.len(), 1);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn of_records_written_together_those_that_fit_go() {
+        let d = dir("together");
+        let spool = open(&d, HEADER + 2 * (FRAME_HEAD + FRAME_META + 100) as u64);
+        let mut frames = Vec::new();
+        let mut ends = Vec::new();
+        for seq in 0..3u64 {
+            frame(seq, Stored::Form, &[b'x'; 100], &mut frames);
+            ends.push((seq as usize, frames.len()));
+        }
+        let (written, why) = spool.write(&frames, &ends);
+        assert_eq!(written, 2);
+        assert!(why.contains("is full"), "{why}");
+        let seqs: Vec<_> = spool.take(10, usize::MAX).iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, [Some(0), Some(1)]);
         std::fs::remove_dir_all(&d).unwrap();
     }
 
@@ -687,7 +771,7 @@ mod tests {
     fn a_live_loggers_files_are_left_alone_and_a_dead_ones_are_replayed() {
         let d = dir("handover");
         let first = open(&d, 1 << 20);
-        first.write(7, Stored::Form, b"msg=old").unwrap();
+        first.write_one(7, Stored::Form, b"msg=old").unwrap();
         let second = open(&d, 1 << 20);
         assert!(!second.has_backlog(), "the first logger's file is locked");
         drop(first);
@@ -711,7 +795,7 @@ mod tests {
         let first = open(&d, 1 << 20);
         for seq in 0..4u64 {
             first
-                .write(seq, Stored::Form, format!("msg={seq}").as_bytes())
+                .write_one(seq, Stored::Form, format!("msg={seq}").as_bytes())
                 .unwrap();
         }
         let got = first.take(2, usize::MAX);
@@ -743,7 +827,7 @@ mod tests {
         let d = dir("corrupt");
         let first = open(&d, 1 << 20);
         for seq in 0..3u64 {
-            first.write(seq, Stored::Form, b"msg=abc").unwrap();
+            first.write_one(seq, Stored::Form, b"msg=abc").unwrap();
         }
         let path = files(&d)[0].clone();
         drop(first);
@@ -797,7 +881,7 @@ mod tests {
         let kvs: &[(&str, &str)] = &[];
         let mut rec = captured(&kvs, None, None);
         rec.seq = 41;
-        spool.write_record(&rec).unwrap();
+        assert!(matches!(spool.write_records(&[&rec])[..], [Ok(())]));
         let got = spool.take(1, usize::MAX);
         assert_eq!(got[0].seq, Some(41));
         assert_eq!(got[0].stored, Stored::Json);

@@ -192,10 +192,28 @@ fn seal(gzip_on: bool, out: &mut Vec<u8>) {
 /// not take them), until the logger is dropped.
 pub(crate) fn run_spill(shared: Arc<Shared>, handed: Receiver<Captured>) {
     IN_WORKER.with(|w| w.set(true));
-    for rec in handed.iter() {
-        shared.spill(&rec, "", true);
+    let mut recs = Vec::with_capacity(SPILL_RECORDS);
+    while let Ok(rec) = handed.recv() {
+        // What else waits, up to a write's worth: one write for all of it.
+        let mut bytes = rec.bytes();
+        recs.push(rec);
+        while recs.len() < SPILL_RECORDS && bytes < SPILL_BYTES {
+            let Ok(rec) = handed.try_recv() else {
+                break;
+            };
+            bytes += rec.bytes();
+            recs.push(rec);
+        }
+        let refs: Vec<&Captured> = recs.iter().collect();
+        shared.spill(&refs, "", true);
+        drop(refs);
+        recs.clear();
     }
 }
+
+/// The most records, and about the most bytes, the spool thread writes at once.
+const SPILL_RECORDS: usize = 1024;
+const SPILL_BYTES: usize = 1 << 20;
 
 impl Worker {
     pub(crate) fn run(mut self) {
@@ -339,7 +357,7 @@ impl Worker {
                 shared.record_failure(reason.to_owned());
                 shared.finish(rec.seq, &shared.counters.failed);
             }
-            Outcome::Unsent(reason) => shared.spill(rec, reason, false),
+            Outcome::Unsent(reason) => shared.spill(&[rec], reason, false),
         }
     }
 
