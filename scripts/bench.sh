@@ -11,6 +11,10 @@
 #     one connection, same receiver                          >= 20x
 #   peak memory, receiver down, 1M records                   < 64 MiB above the baseline
 #   peak memory, receiver down, 20,000 records of 1 MB       < 128 MiB above the baseline
+#   a spool, receiver keeping up: delivery vs no spool        >= 0.90 (it writes nothing)
+#
+# and, with the receiver down and a spool, how fast records go to disk and what a log! call
+# costs then (no target: reported).
 #
 # One command from a clean clone: `bash scripts/bench.sh` (with or without CARGO_TARGET_DIR).
 # The receiver is nginx (`return 200`, keep-alive, access log off: a receiver that costs as
@@ -152,7 +156,10 @@ if [ "$METHOD" = post ]; then
   run ours_batch "$bin/loadgen" --host "$host" --records "$BATCH_RECORDS" --connections 1 --batch ndjson
   run ours_batch_gzip "$bin/loadgen" --host "$host" --records "$BATCH_RECORDS" --connections 1 --batch ndjson --gzip
 fi
+run ours_http_1_spool "$bin/loadgen" --host "$host" --records "$RECORDS" --connections 1 \
+  --method "$METHOD" --spool "$work/spool-up"
 run down "$bin/loadgen" --down --records "$DOWN_RECORDS" --method "$METHOD"
+run down_spool "$bin/loadgen" --down --records "$DOWN_RECORDS" --method "$METHOD" --spool "$work/spool-down"
 run down_big "$bin/loadgen" --down --records "$BIG_RECORDS" --record-bytes 1000000 --method "$METHOD"
 
 # ---- the table ----
@@ -182,10 +189,18 @@ for b in batch batch_gzip; do
     "$(get call_median_ns "$f") ns" "$(get call_p99_ns "$f") ns" "$(get call_max_ns "$f") ns" \
     "$(mib "$(get peak_above_baseline_kib "$f")")" "$(($(get dropped "$f") + $(get failed "$f")))"
 done
+f="$work/ours_http_1_spool"
+row "http-logger http://, spool" 1 "$(get sent "$f")" "$(get delivered_per_s "$f")" \
+  "$(get call_median_ns "$f") ns" "$(get call_p99_ns "$f") ns" "$(get call_max_ns "$f") ns" \
+  "$(mib "$(get peak_above_baseline_kib "$f")")" "$(($(get dropped "$f") + $(get failed "$f")))"
 d="$work/down"
 row "http-logger, receiver down" 1 "$(get logged "$d")" 0 \
   "$(get call_median_ns "$d") ns" "$(get call_p99_ns "$d") ns" "$(get call_max_ns "$d") ns" \
   "$(get peak_above_baseline_mib "$d")" "$(($(get dropped "$d") + $(get failed "$d")))"
+ds="$work/down_spool"
+row "http-logger, down, spool" 1 "$(get logged "$ds")" 0 \
+  "$(get call_median_ns "$ds") ns" "$(get call_p99_ns "$ds") ns" "$(get call_max_ns "$ds") ns" \
+  "$(get peak_above_baseline_mib "$ds")" "$(get dropped "$ds")"
 echo "(call costs net of an empty timer pair: Instant $(get instant_pair_ns "$work/ours_http_1") ns," \
   "perf_counter_ns $(get perf_counter_pair_ns "$py") ns; wrk: request latency p50 and p99;" \
   "peak MiB: VmHWM above the baseline before the logger was built; our queue holds every record)"
@@ -242,6 +257,14 @@ line "peak memory above baseline, receiver down, $(get logged "$d") records" \
   "$down_mib MiB" "target < 64 MiB: $(verdict "$down_mib" '<' 64)"
 line "peak memory above baseline, receiver down, $(get logged "$big") records of 1 MB" \
   "$big_mib MiB" "target < 128 MiB: $(verdict "$big_mib" '<' 128)"
+spool_rate=$(get delivered_per_s "$work/ours_http_1_spool")
+r=$(ratio "$spool_rate" "$single")
+line "http:// delivery with a spool / without (connections 1)" "$spool_rate / $single = $r" \
+  "target >= 0.90: $(verdict "$r" '>=' 0.90)"
+echo "receiver down with a spool: $(get spooled "$ds") of $(get logged "$ds") records on disk at" \
+  "$(get spooled_per_s "$ds") records/s (done $(get spool_done_s "$ds") s after the first call)," \
+  "$(get dropped "$ds") dropped (past the hand-over's queue_max_bytes while the disk caught up);" \
+  "log! call median $(get call_median_ns "$ds") ns vs $(get call_median_ns "$d") ns without a spool"
 echo "receiver down: logged $(get logged "$d"), sent $(get sent "$d"), dropped $(get dropped "$d")," \
   "failed $(get failed "$d"), queued $(get queued "$d"), retried $(get retried "$d"); shutdown took $(get shutdown_s "$d") s"
 echo "took $(($(date +%s) - started)) s"
