@@ -87,6 +87,18 @@ fn child(scenario: &str, host: &str) {
             }
             print_stats(logger.stats());
         }
+        // Installed, taking SIGTERM: logs COUNT records with the receiver down, says so, and
+        // waits to be stopped.
+        "sigterm" => {
+            logger(host).flush_on_signals(true).init().expect("init");
+            for i in 0..count {
+                log::info!("{tag} {i}");
+            }
+            println!("logged");
+            loop {
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
         // Logs without end while the receiver is down, printing how many records are on disk.
         "spill-forever" => {
             let logger = logger(host).queue_capacity(100).build().expect("build");
@@ -360,6 +372,40 @@ fn an_outage_is_ridden_out_across_a_restart() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// SIGTERM with `flush_on_signals`: after the shutdown timeout, what is left goes to disk
+/// before the process ends as SIGTERM ends it, and the next process delivers all of it.
+fn sigterm_puts_what_is_left_on_disk() {
+    let dir = spool_dir("sigterm");
+    let down = nothing_listens();
+    let mut child = command(
+        "sigterm",
+        &down.to_string(),
+        &dir,
+        &[("COUNT", "3000".into()), ("TAG", "s".into())],
+    )
+    .spawn()
+    .expect("spawn");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    stdout.read_line(&mut line).expect("a line");
+    assert_eq!(line.trim(), "logged");
+    // SAFETY: kill with a live child's pid and a signal number.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let out = finish(child, "sigterm");
+    assert_eq!(out.code, None, "ended by the signal: {}", out.stderr);
+    assert!(
+        out.stderr.contains("3,000 records not delivered") && out.stderr.contains("on SIGTERM"),
+        "{}",
+        out.stderr
+    );
+    let server = Server::start();
+    let after = run("log", &server.host(), &dir, &[WAIT_EMPTY, FLUSH]);
+    assert_eq!(stats(&after)["replayed"], 3000, "{}", after.stderr);
+    let got = received(&server, 3000, Duration::from_secs(30));
+    assert_each_once(&got, "s", 0..3000);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// A SIGKILL while records go to disk loses none that were written: every record the killed
 /// process counted spooled is delivered by the next one.
 fn sigkill_while_spilling_loses_nothing_on_disk() {
@@ -578,8 +624,17 @@ fn records_out_of_retries_wait_on_disk_and_go_when_the_receiver_is_back() {
             (20, 20, 0, 0, 0),
             "{stats:?}"
         );
-        let got = received(&server, 20, Duration::from_secs(10));
+        let got = received(&server, 21, Duration::from_secs(10));
         assert_each_once(&got, "r", 0..20);
+        // The loss report tells the receiver the records went through the disk.
+        let report: Vec<&String> = got
+            .keys()
+            .filter(|m| m.starts_with("http-logger"))
+            .collect();
+        assert!(
+            report.len() == 1 && report[0].contains("20 records went to the spool on disk"),
+            "{report:?}"
+        );
         assert!(spool_files(&dir).is_empty(), "{:?}", spool_files(&dir));
         drop(logger);
         std::fs::remove_dir_all(&dir).unwrap();
@@ -604,6 +659,10 @@ fn main() {
         (
             "an_outage_is_ridden_out_across_a_restart",
             an_outage_is_ridden_out_across_a_restart,
+        ),
+        (
+            "sigterm_puts_what_is_left_on_disk",
+            sigterm_puts_what_is_left_on_disk,
         ),
         (
             "sigkill_while_spilling_loses_nothing_on_disk",
