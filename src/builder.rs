@@ -779,6 +779,7 @@ impl Builder {
                 spool: spool.clone(),
                 replaying: false,
                 replay_after: Instant::now(),
+                replay_next: false,
             };
             // A worker that did start keeps going until the queue is closed: dropping `tx`
             // on this error path ends it.

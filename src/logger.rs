@@ -146,6 +146,9 @@ impl HttpLogger {
                     Err(_) => self.shared.release_handed(bytes),
                 }
             }
+            self.shared.note_drop(
+                "records wait to be written to the spool past queue_max_bytes: the disk is slower than the records come",
+            );
         }
         self.shared.finish(seq, &counters.dropped);
     }

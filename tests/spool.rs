@@ -641,6 +641,216 @@ fn records_out_of_retries_wait_on_disk_and_go_when_the_receiver_is_back() {
     }
 }
 
+/// Logs `n` WARN records with the receiver down, until each is on disk (out of retries).
+fn spool_n(logger: &HttpLogger, n: u64, tag: &str) {
+    for i in 0..n {
+        log::Log::log(
+            logger,
+            &log::Record::builder()
+                .args(format_args!("{tag} {i}"))
+                .level(log::Level::Warn)
+                .build(),
+        );
+    }
+    let deadline = Instant::now() + WAIT;
+    while logger.stats().spooled < n {
+        assert!(Instant::now() < deadline, "{:?}", logger.stats());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A quick logger of one process's tests: retries given up on at once.
+fn quick(addr: SocketAddr, dir: &Path) -> http_logger::Builder {
+    HttpLogger::builder(addr.to_string(), "/")
+        .spool(dir)
+        .connect_timeout(Duration::from_millis(200))
+        .retry_budget(1, Duration::from_millis(100))
+        .print_losses(false)
+}
+
+/// A receiver that closes connections without answering (restarting, a proxy without its
+/// backend) refuses no record: the spool keeps them all. So does a 404 (a receiver that
+/// moved), which refuses every record alike.
+fn no_answer_or_a_404_keeps_the_spool() {
+    for reply in [Reply::Close, Reply::Status(404)] {
+        let dir = spool_dir("kept");
+        let addr = nothing_listens();
+        let logger = quick(addr, &dir).build().expect("build");
+        spool_n(&logger, 20, "r");
+        let server = Server::start_on(addr, move |_, _| reply.clone()).expect("the same port");
+        // Replay goes on meanwhile, every pause.
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while server.requests() < 3 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let stats = logger.stats();
+        assert!(server.requests() >= 2, "replay tried");
+        assert_eq!(
+            (stats.spooled, stats.sent, stats.failed),
+            (20, 0, 0),
+            "{stats:?}"
+        );
+        drop(server);
+        // Back for real: all of them go.
+        let server = Server::start_on(addr, |_, _| Reply::Status(200)).expect("the same port");
+        assert!(logger.flush_timeout(WAIT), "{:?}", logger.stats());
+        assert_each_once(&received(&server, 20, Duration::from_secs(10)), "r", 0..20);
+        drop(logger);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+/// Steady traffic after an outage never holds the backlog back: replay takes turns with it.
+fn replay_takes_turns_with_steady_traffic() {
+    let dir = spool_dir("turns");
+    let addr = nothing_listens();
+    let logger = std::sync::Arc::new(
+        quick(addr, &dir)
+            .queue_capacity(100)
+            .batch(Batch::ndjson().max_delay(Duration::from_millis(20)))
+            .build()
+            .expect("build"),
+    );
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let traffic = {
+        let (logger, stop) = (logger.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                log(&logger, format_args!("t {i}"));
+                i += 1;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })
+    };
+    let deadline = Instant::now() + WAIT;
+    while logger.stats().spooled < 100 {
+        assert!(Instant::now() < deadline, "{:?}", logger.stats());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _server = Server::start_on(addr, |_, _| Reply::Delay(Duration::from_millis(30), 200))
+        .expect("the same port");
+    let deadline = Instant::now() + WAIT;
+    while logger.stats().spooled > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the backlog waits: {:?}",
+            logger.stats()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    traffic.join().unwrap();
+    let stats = logger.stats();
+    assert!(stats.replayed >= 100 && stats.failed == 0, "{stats:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// After a restart, records come back in the order they were logged: the queue's (older)
+/// ones, spooled at the shutdown, and the one in flight, before those the full queue had
+/// handed over.
+fn after_a_restart_records_come_back_in_the_order_logged() {
+    let dir = spool_dir("order");
+    let addr = nothing_listens();
+    {
+        let logger = HttpLogger::builder(addr.to_string(), "/")
+            .spool(&dir)
+            .queue_capacity(10)
+            .connect_timeout(Duration::from_millis(200))
+            .retry_budget(3, Duration::from_secs(30))
+            .shutdown_timeout(Duration::from_millis(300))
+            .print_losses(false)
+            .build()
+            .expect("build");
+        for i in 0..100 {
+            log(&logger, format_args!("{i}"));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let server = Server::start();
+    // Its files are taken once the first logger's threads let them go (a look every 5 s).
+    let logger = HttpLogger::builder(server.host(), "/")
+        .spool(&dir)
+        .print_losses(false)
+        .build()
+        .expect("build");
+    let mut order = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while order.len() < 100 && Instant::now() < deadline {
+        if let Some(r) = server.recv(Duration::from_millis(200)) {
+            order.push(
+                r.field("msg")
+                    .expect("msg")
+                    .parse::<u32>()
+                    .expect("a number"),
+            );
+        }
+    }
+    drop(logger);
+    assert_eq!(order, (0..100).collect::<Vec<_>>());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A record of this logger's that is corrupt on disk is counted dropped, with why: nothing
+/// stays counted on disk, and a flush does not wait for it.
+fn a_corrupt_record_on_disk_is_counted_dropped() {
+    let dir = spool_dir("corrupt");
+    let addr = nothing_listens();
+    let logger = quick(addr, &dir).build().expect("build");
+    spool_n(&logger, 5, "r");
+    let path = spool_files(&dir)
+        .into_iter()
+        .find(|n| n.ends_with(".spool"))
+        .map(|n| dir.join(n))
+        .expect("a spool file");
+    // The last byte flipped: the last record fails its checksum.
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at = bytes.len() - 1;
+    bytes[at] ^= 0xff;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .write_all_at(&bytes[at..], at as u64)
+            .unwrap();
+    }
+    let server = Server::start_on(addr, |_, _| Reply::Status(200)).expect("the same port");
+    assert!(logger.flush_timeout(WAIT), "{:?}", logger.stats());
+    let s = logger.stats();
+    assert_eq!(
+        (s.sent, s.dropped, s.spooled, s.queued),
+        (4, 1, 0, 0),
+        "{s:?}"
+    );
+    assert!(logger.last_error().unwrap_or_default().contains("corrupt"));
+    assert_each_once(&received(&server, 4, Duration::from_secs(10)), "r", 0..4);
+    assert!(!spool_files(&dir).iter().any(|n| n.ends_with(".spool")));
+    drop(logger);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A record larger than `queue_max_bytes` by itself goes to the spool, not away.
+fn a_record_past_queue_max_bytes_goes_to_the_spool() {
+    let dir = spool_dir("big");
+    let logger = quick(nothing_listens(), &dir)
+        .queue_max_bytes(4096)
+        .build()
+        .expect("build");
+    let big = "x".repeat(10_000);
+    log(&logger, format_args!("{big}"));
+    let deadline = Instant::now() + WAIT;
+    while logger.stats().spooled == 0 {
+        assert!(Instant::now() < deadline, "{:?}", logger.stats());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(logger.stats().dropped, 0);
+    drop(logger);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 fn main() {
     if let Ok(scenario) = std::env::var("HTTP_LOGGER_CHILD") {
         let host = std::env::var("HTTP_LOGGER_HOST").expect("HTTP_LOGGER_HOST");
@@ -648,6 +858,26 @@ fn main() {
         return;
     }
     harness::run(&[
+        (
+            "no_answer_or_a_404_keeps_the_spool",
+            no_answer_or_a_404_keeps_the_spool,
+        ),
+        (
+            "replay_takes_turns_with_steady_traffic",
+            replay_takes_turns_with_steady_traffic,
+        ),
+        (
+            "after_a_restart_records_come_back_in_the_order_logged",
+            after_a_restart_records_come_back_in_the_order_logged,
+        ),
+        (
+            "a_corrupt_record_on_disk_is_counted_dropped",
+            a_corrupt_record_on_disk_is_counted_dropped,
+        ),
+        (
+            "a_record_past_queue_max_bytes_goes_to_the_spool",
+            a_record_past_queue_max_bytes_goes_to_the_spool,
+        ),
         (
             "records_out_of_retries_wait_on_disk_and_go_when_the_receiver_is_back",
             records_out_of_retries_wait_on_disk_and_go_when_the_receiver_is_back,

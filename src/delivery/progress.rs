@@ -100,6 +100,9 @@ impl std::fmt::Debug for Spilling {
 /// hold to the spool (a request in flight ends within the request timeout).
 const SPILL_GRACE: Duration = Duration::from_secs(1);
 
+/// The most records a shutdown writes to the spool at once.
+const SPILL_CHUNK: usize = 4096;
+
 /// The most often a loss report is sent.
 pub(crate) const LOSS_REPORT_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -163,10 +166,27 @@ impl Shared {
 
     /// Counts `bytes` more handed over for the spool, unless that would pass the queue's
     /// bound (or there is no spool). Returns whether it did.
+    /// (A record larger than the bound by itself goes when nothing else waits: the spool
+    /// takes what the queue cannot.)
     pub(crate) fn hold_handed(&self, bytes: usize) -> bool {
-        self.spilling
-            .as_ref()
-            .is_some_and(|s| hold(&s.handed_bytes, bytes, self.max_queued_bytes))
+        let Some(spilling) = &self.spilling else {
+            return false;
+        };
+        let bytes = bytes as u64;
+        spilling
+            .handed_bytes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |h| {
+                (h == 0 || h + bytes <= self.max_queued_bytes).then_some(h + bytes)
+            })
+            .is_ok()
+    }
+
+    /// Names why records are dropped, from a caller's thread: only when no one else is
+    /// naming a problem at that moment (the caller never waits for a lock held across I/O).
+    pub(crate) fn note_drop(&self, reason: &str) {
+        if let Ok(mut last) = self.last_error.try_lock() {
+            *last = Some(reason.to_owned());
+        }
     }
 
     /// Counts `bytes` fewer handed over: a record that [`hold_handed`](Shared::hold_handed)
@@ -217,12 +237,21 @@ impl Shared {
         };
         self.abandon();
         let why = "the logger shut down before it was sent";
+        let mut recs = Vec::new();
         while let Ok(rec) = spilling.handed.try_recv() {
-            self.spill(&[&rec], why, true);
+            self.release_handed(rec.bytes());
+            recs.push(rec);
         }
         while let Ok(rec) = spilling.queue.try_recv() {
             self.release(rec.bytes());
-            self.spill(&[&rec], why, false);
+            recs.push(rec);
+        }
+        // In the order they were logged: the queue's records are older than those handed
+        // over.
+        recs.sort_by_key(|rec| rec.seq);
+        for chunk in recs.chunks(SPILL_CHUNK) {
+            let refs: Vec<&Captured> = chunk.iter().collect();
+            self.spill(&refs, why, false);
         }
         let grace = deadline_after(SPILL_GRACE);
         while self.stats().queued > 0 && Instant::now() < grace {
@@ -388,12 +417,13 @@ impl Shared {
     }
 
     pub(crate) fn record_failure(&self, reason: String) {
-        let mut last = self.last_error.lock().unwrap_or_else(|e| e.into_inner());
+        // One lock at a time: `losses` is held across a loss report's request, and a caller
+        // naming a drop must not wait behind it for `last_error`.
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason.clone());
         self.losses
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .last_reason = Some(reason.clone());
-        *last = Some(reason);
+            .last_reason = Some(reason);
     }
 }
 

@@ -3,23 +3,30 @@
 //! directory until the receiver answers, for this process or the next one started with the
 //! same directory.
 //!
-//! **Files.** `<created, ns, 20 digits>-<pid>-<n>.spool`, each written by one logger, which
-//! holds an exclusive `flock` on it while its process lives. A logger replays the files it can
-//! lock: those that dead processes left. A new file is made as `….spool.tmp`, locked, then
-//! renamed, so that no one else ever locks a file still being made; a file taken from another
-//! process is checked to still be the one at its path (not replayed and removed meanwhile).
-//! Names sort oldest first, which is the order of replay.
+//! **Files.** `<logger>-<pid>-<n>.spool`: `<logger>` is when the logger opened the spool (ns,
+//! 20 digits), so names sort oldest logger first, then in the order its files were made. Each
+//! file is written by one logger, which holds an exclusive `flock` on it while its process
+//! lives. A logger replays the files it can lock: those that dead processes left. A new file
+//! is made as `….spool.tmp`, locked, then renamed; a `.tmp` file is taken for a leftover only
+//! when it is a minute old. A file taken from another process is checked to still be the one
+//! at its path (not replayed and removed meanwhile).
+//!
+//! **Order.** Each file holds one logger's records in about the order they were logged: a
+//! record logged before a file's first one (a record that was in flight, or in the queue, when
+//! later ones went to disk) starts a new file. Replay takes, among one logger's files, the
+//! record logged first; and the loggers oldest first.
 //!
 //! **Layout.** A header: [`MAGIC`], then the replay progress (the offset of the first record
 //! the receiver has not accepted) and its CRC-32. Then records, each framed as: its length
 //! (`u32`, of what follows the checksum), a CRC-32 of what follows, the logger's sequence
 //! number (`u64`), the way its fields are kept ([`Stored`]), and the fields. All little-endian.
-//! A frame that is cut short or fails its checksum ends what is read of a file: reported in
-//! one line, and the records before it are replayed as usual.
+//! A frame that fails its checksum is skipped; one whose length cannot be right (cut short, or
+//! past the file) ends what is read of the file. Either is reported in one line, and the records
+//! before it are replayed as usual.
 //!
 //! **Removal.** A record is accepted once the receiver answered 2xx for it, or refused it for
-//! good. The progress in the header moves past the records accepted in order, and a file is
-//! removed once all its records are: a crash between an answer and the header's update
+//! what it is. The progress in the header moves past the records accepted in order, and a
+//! file is removed once all its records are: a crash between an answer and the header's update
 //! replays those records again (at least once).
 
 use std::collections::{HashSet, VecDeque};
@@ -29,7 +36,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::sys::{read_exact_at, try_lock, write_all_at};
 use crate::wire::encode::{Stored, prepare};
@@ -44,11 +51,19 @@ const HEADER: u64 = 24;
 const FRAME_HEAD: usize = 8;
 /// The sequence number and the way the fields are kept, before the fields.
 const FRAME_META: usize = 9;
-/// The largest frame read back: past it, a length is taken for corruption.
+/// The largest frame: a longer record is not spooled, and a longer length read back is taken
+/// for corruption.
 const MAX_FRAME: u64 = 1 << 30;
 /// How often the directory is looked through again for files that processes which died since
 /// left.
 const RESCAN: Duration = Duration::from_secs(5);
+/// The most files taken from dead processes at a time: the rest wait for a later look (or for
+/// another process).
+const MAX_TAKEN: usize = 64;
+/// How old a `.tmp` file must be to be a leftover (its maker died before naming it).
+const LEFTOVER_AGE: Duration = Duration::from_secs(60);
+/// How long a file that could not be read is left alone.
+const READ_PAUSE: Duration = Duration::from_secs(5);
 
 /// The file names of the spool: what a logger takes as its own kind of file in the directory.
 const SUFFIX: &str = ".spool";
@@ -61,10 +76,20 @@ const SET_ASIDE: &str = ".spool.bad";
 pub(crate) struct Replayed {
     file: u64,
     index: u64,
+    /// Where it stands in the order of replay: its logger's files, then its number there.
+    order: (Arc<str>, u64),
     /// Its sequence number in this logger, when this logger spooled it (a flush waits for it).
     pub(crate) seq: Option<u64>,
     pub(crate) stored: Stored,
     pub(crate) fields: Vec<u8>,
+}
+
+/// What [`Spool::take`] gives.
+#[derive(Debug, Default)]
+pub(crate) struct Taken {
+    pub(crate) records: Vec<Replayed>,
+    /// This logger's records that could not be read back (corrupt on disk): lost.
+    pub(crate) lost: Vec<u64>,
 }
 
 /// Why a record was not written to the spool.
@@ -79,6 +104,8 @@ pub(crate) enum Unspooled {
 /// One spool directory, as one logger uses it.
 pub(crate) struct Spool {
     dir: PathBuf,
+    /// When this logger opened the spool: the start of its files' names.
+    group: Arc<str>,
     max_bytes: u64,
     /// A file of this logger is not written past this: it is removed sooner, as its records
     /// are replayed.
@@ -90,37 +117,62 @@ pub(crate) struct Spool {
     state: Mutex<State>,
     /// Whether records wait to be read (or came back): a check that takes no lock.
     backlog: AtomicBool,
-    /// Bytes of the files this logger holds (its own, and those taken from dead processes).
+    /// Bytes of this logger's own files: what `max_bytes` bounds.
     bytes: AtomicU64,
+    /// When the directory was last looked through (ns since the epoch).
+    scanned_ns: AtomicU64,
 }
 
 struct State {
-    /// Oldest first.
+    /// In the order of their names.
     files: Vec<SpoolFile>,
-    /// Taken records that were not delivered (the receiver is down): read again first.
+    /// Taken records that were not delivered (the receiver is down): read again first, in
+    /// the order of replay.
     returned: VecDeque<Replayed>,
     /// Names this logger holds or set aside: not taken again.
     known: HashSet<OsString>,
     next_id: u64,
     made: u64,
-    scanned: Instant,
 }
 
 struct SpoolFile {
     id: u64,
     path: PathBuf,
     file: File,
+    /// The logger that wrote it (its name before the file's number).
+    group: Arc<str>,
     /// Written by this logger: its records' sequence numbers are this logger's.
     own: bool,
     /// Whether records are still appended to it (this logger's newest file).
     open: bool,
+    /// The lowest sequence number written to it (this logger's files).
+    first_seq: Option<u64>,
     /// The end of the last whole record.
     len: u64,
     /// Where the next record to be read starts.
     read_at: u64,
+    /// The sequence number of the record at `read_at`, once looked at (`Some(0)` when it
+    /// cannot be read: it is read next, and reported).
+    peeked: Option<u64>,
+    /// Not read before this, after a read error.
+    resume_at: Option<Instant>,
     next_index: u64,
     /// Records read and not yet accepted, in order: index, where the record ends, accepted.
     pending: VecDeque<(u64, u64, bool)>,
+    /// This logger's records in it not yet read, by sequence number, in file order: those a
+    /// corrupt frame costs are known.
+    unread: VecDeque<u64>,
+}
+
+/// What reading a frame found wrong.
+enum Bad {
+    /// The frame cannot be right (cut short, a length past the file): nothing after it is
+    /// read.
+    Rest(&'static str),
+    /// The frame's length is plausible but it fails its checksum: it is skipped.
+    One(&'static str, u64),
+    /// The file could not be read now (an I/O error): later.
+    Later(io::Error),
 }
 
 fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -190,6 +242,11 @@ fn still_at(file: &File, path: &Path) -> bool {
     }
 }
 
+/// The logger a spool file's name says wrote it: the name before its last `-`.
+fn group_of(name: &str) -> &str {
+    name.rsplit_once('-').map_or(name, |(group, _)| group)
+}
+
 impl Spool {
     /// Opens `dir` for a logger: creates it if need be, checks that a file can be made, locked
     /// and removed there, and takes the files dead processes left. Fails with why the
@@ -204,11 +261,8 @@ impl Spool {
         let shown = dir.display().to_string();
         std::fs::create_dir_all(&dir)
             .map_err(|e| format!("the spool directory {shown} cannot be created: {e}"))?;
-        let probe = dir.join(format!(
-            ".probe-{}-{}{MAKING}",
-            std::process::id(),
-            now_ns()
-        ));
+        // A name no logger takes for one of its files, or a leftover.
+        let probe = dir.join(format!(".probe-{}-{}", std::process::id(), now_ns()));
         let made = OpenOptions::new()
             .read(true)
             .write(true)
@@ -227,6 +281,7 @@ impl Spool {
         crate::sys::survive_file_size_limit();
         let spool = Spool {
             dir,
+            group: format!("{:020}-{}", now_ns(), std::process::id()).into(),
             max_bytes,
             segment_bytes: (max_bytes / 16).clamp(64 << 10, 16 << 20),
             statics,
@@ -238,10 +293,10 @@ impl Spool {
                 known: HashSet::new(),
                 next_id: 0,
                 made: 0,
-                scanned: Instant::now(),
             }),
             backlog: AtomicBool::new(false),
             bytes: AtomicU64::new(0),
+            scanned_ns: AtomicU64::new(0),
         };
         spool.scan(&mut lock(&spool.state));
         Ok(spool)
@@ -251,15 +306,20 @@ impl Spool {
         &self.dir
     }
 
-    /// Encodes each record (through the `map_record` hook) and appends them, in one write.
-    /// Says for each whether it is on disk now.
+    /// Encodes each record (through the `map_record` hook) and appends them, in the order
+    /// they were logged, in one write. Says for each whether it is on disk now.
     pub(crate) fn write_records(&self, recs: &[&Captured]) -> Vec<Result<(), Unspooled>> {
-        let mut results = Vec::with_capacity(recs.len());
+        let mut results: Vec<Result<(), Unspooled>> = Vec::with_capacity(recs.len());
+        let mut order: Vec<usize> = (0..recs.len()).collect();
+        order.sort_by_key(|&i| recs[i].seq);
         let mut frames = Vec::with_capacity(recs.iter().map(|r| r.bytes() + 512).sum());
-        // Where each encoded record's frame ends in `frames`, with its place in `results`.
+        // Where each encoded record's frame ends in `frames`, with its place in `results` and
+        // its sequence number.
         let mut ends = Vec::with_capacity(recs.len());
         let mut fields = Vec::new();
-        for rec in recs {
+        results.resize_with(recs.len(), || Ok(()));
+        for i in order {
+            let rec = recs[i];
             let encoding = self.stored.encoding();
             match prepare(
                 &encoding,
@@ -268,31 +328,32 @@ impl Spool {
                 rec,
                 &mut fields,
             ) {
+                Ok(()) if (FRAME_META + fields.len()) as u64 > MAX_FRAME => {
+                    results[i] = Err(Unspooled::NoRoom(format!(
+                        "a record of {} bytes is too large for the spool",
+                        fields.len()
+                    )));
+                }
                 Ok(()) => {
                     frame(rec.seq, self.stored, &fields, &mut frames);
-                    ends.push((results.len(), frames.len()));
-                    results.push(Ok(()));
+                    ends.push((i, frames.len(), rec.seq));
                 }
-                Err(why) => results.push(Err(Unspooled::Unencodable(why))),
+                Err(why) => results[i] = Err(Unspooled::Unencodable(why)),
             }
         }
         let (written, why) = self.write(&frames, &ends);
-        for &(at, _) in &ends[written..] {
+        for &(at, ..) in &ends[written..] {
             results[at] = Err(Unspooled::NoRoom(why.clone()));
         }
         results
     }
 
-    /// Appends the longest run of `frames` (ending as `ends` says) that fits within
-    /// `max_bytes` to this logger's newest file (made when there is none, or when it is
-    /// full). Returns how many frames are written, and why the rest are not; no part of them is
-    /// left in a file.
-    fn write(&self, frames: &[u8], ends: &[(usize, usize)]) -> (usize, String) {
-        let mut state = lock(&self.state);
-        let room = self
-            .max_bytes
-            .saturating_sub(self.bytes.load(Ordering::Acquire));
-        let fit = ends.partition_point(|&(_, end)| end as u64 <= room);
+    /// Appends the longest run of `frames` (ending as `ends` says, in the order they were
+    /// logged) that fits within `max_bytes` to this logger's newest file (made when there is
+    /// none, when it is full, or when the first record was logged before the file's first).
+    /// Returns how many frames are written, and why the rest are not; no part of them is left
+    /// in a file.
+    fn write(&self, frames: &[u8], ends: &[(usize, usize, u64)]) -> (usize, String) {
         let full = || {
             format!(
                 "the spool {} is full ({} bytes)",
@@ -300,12 +361,20 @@ impl Spool {
                 self.max_bytes
             )
         };
+        let mut state = lock(&self.state);
+        let room = self
+            .max_bytes
+            .saturating_sub(self.bytes.load(Ordering::Acquire));
+        let fit = ends.partition_point(|&(_, end, _)| end as u64 <= room);
         if fit == 0 {
             return (0, full());
         }
         let size = ends[fit - 1].1 as u64;
+        let first = ends[0].2;
         if let Some(f) = state.files.iter_mut().find(|f| f.open) {
-            if f.len > HEADER && f.len + size > self.segment_bytes {
+            if f.len > HEADER && f.len + size > self.segment_bytes
+                || f.first_seq.is_some_and(|s| first < s)
+            {
                 f.open = false;
                 let id = f.id;
                 self.remove_if_done(&mut state, id);
@@ -329,7 +398,7 @@ impl Spool {
         // so that what fits still goes.
         let failed =
             |e: io::Error| format!("writing to the spool {} failed: {e}", self.dir.display());
-        let why = match self.append(f, &frames[..ends[fit - 1].1]) {
+        let why = match self.append(f, &frames[..ends[fit - 1].1], &ends[..fit]) {
             Ok(()) => return (fit, full()),
             Err(e) => failed(e),
         };
@@ -337,18 +406,24 @@ impl Spool {
             return (0, why);
         }
         let mut start = 0;
-        for (n, &(_, end)) in ends[..fit].iter().enumerate() {
-            if let Err(e) = self.append(f, &frames[start..end]) {
+        for (n, end) in ends[..fit].iter().enumerate() {
+            if let Err(e) = self.append(f, &frames[start..end.1], std::slice::from_ref(end)) {
                 return (n, failed(e));
             }
-            start = end;
+            start = end.1;
         }
         (fit, full())
     }
 
-    /// Appends `bytes` (whole frames) to `f`. On an error, cuts what part was written; if that
-    /// fails too, nothing more goes to this file (its reader stops at the torn frame).
-    fn append(&self, f: &mut SpoolFile, bytes: &[u8]) -> io::Result<()> {
+    /// Appends `bytes`, the frames `ends` says, to `f`. On an error, cuts what part was
+    /// written; if that fails too, nothing more goes to this file (its reader stops at the
+    /// torn frame).
+    fn append(
+        &self,
+        f: &mut SpoolFile,
+        bytes: &[u8],
+        ends: &[(usize, usize, u64)],
+    ) -> io::Result<()> {
         if let Err(e) = write_all_at(&f.file, bytes, f.len) {
             if f.file.set_len(f.len).is_err() {
                 f.open = false;
@@ -356,6 +431,12 @@ impl Spool {
             return Err(e);
         }
         f.len += bytes.len() as u64;
+        f.unread.extend(ends.iter().map(|&(.., seq)| seq));
+        let lowest = ends.iter().map(|&(.., seq)| seq).min();
+        f.first_seq = match (f.first_seq, lowest) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         self.bytes.fetch_add(bytes.len() as u64, Ordering::AcqRel);
         self.backlog.store(true, Ordering::Release);
         Ok(())
@@ -364,12 +445,7 @@ impl Spool {
     /// A new file of this logger's: made under a name no one replays, locked, then named.
     fn make_file(&self, state: &mut State) -> io::Result<SpoolFile> {
         state.made += 1;
-        let name = format!(
-            "{:020}-{}-{}{SUFFIX}",
-            now_ns(),
-            std::process::id(),
-            state.made
-        );
+        let name = format!("{}-{:06}{SUFFIX}", self.group, state.made);
         let path = self.dir.join(&name);
         let making = self.dir.join(format!("{name}.tmp"));
         let file = OpenOptions::new()
@@ -395,23 +471,29 @@ impl Spool {
             id: state.next_id,
             path,
             file,
+            group: self.group.clone(),
             own: true,
             open: true,
+            first_seq: None,
             len: HEADER,
             read_at: HEADER,
+            peeked: None,
+            resume_at: None,
             next_index: 0,
             pending: VecDeque::new(),
+            unread: VecDeque::new(),
         })
     }
 
-    /// Takes the files of the directory that dead processes left (those it can lock), and
-    /// removes the `.tmp` files they left (which never hold a record).
+    /// Takes the files of the directory that dead processes left (those it can lock, up to
+    /// [`MAX_TAKEN`] at a time), and removes the `.tmp` files they left, a minute old (their
+    /// makers died before naming them, so they hold no record).
     fn scan(&self, state: &mut State) {
-        state.scanned = Instant::now();
+        self.scanned_ns.store(now_ns(), Ordering::Release);
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return;
         };
-        let mut taken = false;
+        let mut taken = 0;
         for entry in entries.flatten() {
             let name = entry.file_name();
             let Some(text) = name.to_str() else {
@@ -422,14 +504,30 @@ impl Spool {
                 continue;
             }
             let path = entry.path();
+            if leftover {
+                let old = entry.metadata().and_then(|m| m.modified()).is_ok_and(|t| {
+                    SystemTime::now().duration_since(t).unwrap_or_default() >= LEFTOVER_AGE
+                });
+                // Only an old one is even opened: a lock taken here on a file being made would
+                // fail its maker.
+                let free = || {
+                    OpenOptions::new()
+                        .write(true)
+                        .open(&path)
+                        .is_ok_and(|f| matches!(try_lock(&f), Ok(true)))
+                };
+                if old && free() {
+                    let _ = std::fs::remove_file(&path);
+                }
+                continue;
+            }
+            if taken >= MAX_TAKEN {
+                continue;
+            }
             let Ok(file) = OpenOptions::new().read(true).write(true).open(&path) else {
                 continue;
             };
             if !matches!(try_lock(&file), Ok(true)) || !still_at(&file, &path) {
-                continue;
-            }
-            if leftover {
-                let _ = std::fs::remove_file(&path);
                 continue;
             }
             let Ok(meta) = file.metadata() else {
@@ -453,27 +551,35 @@ impl Spool {
                 Err(_) => continue,
             };
             let len = meta.len();
+            let group: Arc<str> = group_of(text.trim_end_matches(SUFFIX)).into();
             state.known.insert(name);
             state.next_id += 1;
-            self.bytes.fetch_add(len, Ordering::AcqRel);
+            let id = state.next_id;
             state.files.push(SpoolFile {
-                id: state.next_id,
+                id,
                 path,
                 file,
+                group,
                 own: false,
                 open: false,
+                first_seq: None,
                 len,
                 read_at: if (HEADER..=len).contains(&progress) {
                     progress
                 } else {
                     HEADER
                 },
+                peeked: None,
+                resume_at: None,
                 next_index: 0,
                 pending: VecDeque::new(),
+                unread: VecDeque::new(),
             });
-            taken = true;
+            // A file with nothing left to replay goes at once.
+            self.remove_if_done(state, id);
+            taken += 1;
         }
-        if taken {
+        if taken > 0 {
             state
                 .files
                 .sort_by(|a, b| a.path.file_name().cmp(&b.path.file_name()));
@@ -487,43 +593,80 @@ impl Spool {
         if self.backlog.load(Ordering::Acquire) {
             return true;
         }
-        if let Ok(mut state) = self.state.try_lock() {
-            if state.scanned.elapsed() >= RESCAN {
+        let due = now_ns().saturating_sub(self.scanned_ns.load(Ordering::Acquire))
+            >= RESCAN.as_nanos() as u64;
+        if due {
+            if let Ok(mut state) = self.state.try_lock() {
                 self.scan(&mut state);
             }
         }
         self.backlog.load(Ordering::Acquire)
     }
 
-    /// Takes up to `max_records` records, oldest first, within `max_bytes` of fields (at least
-    /// one record, whatever its size).
-    pub(crate) fn take(&self, max_records: usize, max_bytes: usize) -> Vec<Replayed> {
+    /// Takes up to `max_records` records in the order of replay, within `max_bytes` of fields
+    /// (at least one record, whatever its size). Reports a corrupt frame in one line; this
+    /// logger's records it cost are in [`Taken::lost`].
+    pub(crate) fn take(&self, max_records: usize, max_bytes: usize) -> Taken {
         let mut state = lock(&self.state);
-        let mut out: Vec<Replayed> = Vec::new();
+        let mut taken = Taken::default();
         let mut bytes = 0;
-        let fits = |out: &Vec<Replayed>, bytes: usize, size: usize| {
-            out.is_empty() || bytes + size <= max_bytes
+        let fits = |taken: &Taken, bytes: usize, size: usize| {
+            taken.records.is_empty() || bytes + size <= max_bytes
         };
-        while out.len() < max_records {
+        while taken.records.len() < max_records {
             if let Some(r) = state.returned.pop_front() {
-                if !fits(&out, bytes, r.fields.len()) {
+                if !fits(&taken, bytes, r.fields.len()) {
                     state.returned.push_front(r);
                     break;
                 }
                 bytes += r.fields.len();
-                out.push(r);
+                taken.records.push(r);
                 continue;
             }
-            let Some(f) = state.files.iter_mut().find(|f| f.read_at < f.len) else {
+            // The next in the order of replay: the oldest logger's, its first logged.
+            let now = Instant::now();
+            let next = state
+                .files
+                .iter_mut()
+                .filter(|f| f.read_at < f.len && f.resume_at.is_none_or(|t| now >= t))
+                .map(|f| {
+                    let seq = f.peek();
+                    (f.group.clone(), seq, f.id)
+                })
+                .min();
+            let Some((.., id)) = next else {
                 break;
             };
-            match f.read(|size| fits(&out, bytes, size)) {
+            let Some(f) = state.files.iter_mut().find(|f| f.id == id) else {
+                break;
+            };
+            match f.read(|size| fits(&taken, bytes, size)) {
                 Ok(Some(r)) => {
                     bytes += r.fields.len();
-                    out.push(r);
+                    taken.records.push(r);
                 }
                 Ok(None) => break,
-                Err(why) => {
+                Err(Bad::Later(e)) => {
+                    if f.resume_at.is_none() {
+                        eprintln!(
+                            "http-logger: spool file {} cannot be read ({e}): tried again later",
+                            f.path.display()
+                        );
+                    }
+                    f.resume_at = Some(now + READ_PAUSE);
+                    f.peeked = None;
+                }
+                Err(Bad::One(why, end)) => {
+                    eprintln!(
+                        "http-logger: spool file {}: {why} at byte {}: that record is skipped",
+                        f.path.display(),
+                        f.read_at
+                    );
+                    f.skip_to(end, 1, &mut taken.lost);
+                    let id = f.id;
+                    self.remove_if_done(&mut state, id);
+                }
+                Err(Bad::Rest(why)) => {
                     eprintln!(
                         "http-logger: spool file {}: {why} at byte {} of {}; the {} bytes from there are skipped",
                         f.path.display(),
@@ -531,7 +674,8 @@ impl Spool {
                         f.len,
                         f.len - f.read_at
                     );
-                    f.read_at = f.len;
+                    let (len, all) = (f.len, f.unread.len());
+                    f.skip_to(len, all, &mut taken.lost);
                     let id = f.id;
                     self.remove_if_done(&mut state, id);
                 }
@@ -539,10 +683,10 @@ impl Spool {
         }
         let left = !state.returned.is_empty() || state.files.iter().any(|f| f.read_at < f.len);
         self.backlog.store(left, Ordering::Release);
-        out
+        taken
     }
 
-    /// A record delivered (or refused for good): it is not replayed again.
+    /// A record delivered (or refused for what it is): it is not replayed again.
     pub(crate) fn accept(&self, r: &Replayed) {
         let mut state = lock(&self.state);
         let Some(f) = state.files.iter_mut().find(|f| f.id == r.file) else {
@@ -571,14 +715,13 @@ impl Spool {
         self.remove_if_done(&mut state, id);
     }
 
-    /// A record taken and not delivered: it is taken again first.
+    /// A record taken and not delivered: it is taken again first, in the order of replay.
     pub(crate) fn put_back(&self, r: Replayed) {
         let mut state = lock(&self.state);
-        // Oldest first: behind those put back before it that are older.
         let at = state
             .returned
             .iter()
-            .position(|o| (o.file, o.index) > (r.file, r.index))
+            .position(|o| o.order > r.order)
             .unwrap_or(state.returned.len());
         state.returned.insert(at, r);
         self.backlog.store(true, Ordering::Release);
@@ -598,48 +741,79 @@ impl Spool {
         let f = state.files.remove(at);
         // Unlinked while still locked: a process that opened it meanwhile finds it gone.
         let _ = std::fs::remove_file(&f.path);
-        self.bytes.fetch_sub(f.len, Ordering::AcqRel);
+        if f.own {
+            self.bytes.fetch_sub(f.len, Ordering::AcqRel);
+        }
     }
 }
 
 impl SpoolFile {
-    /// Reads the record at `read_at`, if `fits` its size. `Err`: the frame there is torn or
-    /// corrupt.
-    fn read(&mut self, fits: impl Fn(usize) -> bool) -> Result<Option<Replayed>, &'static str> {
+    /// The sequence number of the record at `read_at` (0 when it cannot be read: it is read
+    /// next, and reported).
+    fn peek(&mut self) -> u64 {
+        if let Some(seq) = self.peeked {
+            return seq;
+        }
+        let mut head = [0; FRAME_HEAD + 8];
+        let seq = if self.len - self.read_at >= head.len() as u64
+            && read_exact_at(&self.file, &mut head, self.read_at).is_ok()
+        {
+            u64::from_le_bytes(head[FRAME_HEAD..].try_into().unwrap_or_default())
+        } else {
+            0
+        };
+        self.peeked = Some(seq);
+        seq
+    }
+
+    /// Moves `read_at` to `end`, past `frames` records: those of this logger are lost.
+    fn skip_to(&mut self, end: u64, frames: usize, lost: &mut Vec<u64>) {
+        self.read_at = end;
+        self.peeked = None;
+        let frames = frames.min(self.unread.len());
+        lost.extend(self.unread.drain(..frames));
+    }
+
+    /// Reads the record at `read_at`, if `fits` its size.
+    fn read(&mut self, fits: impl Fn(usize) -> bool) -> Result<Option<Replayed>, Bad> {
         let at = self.read_at;
         if self.len - at < FRAME_HEAD as u64 {
-            return Err("a torn record");
+            return Err(Bad::Rest("a torn record"));
         }
         let mut head = [0; FRAME_HEAD];
-        read_exact_at(&self.file, &mut head, at).map_err(|_| "an unreadable record")?;
+        read_exact_at(&self.file, &mut head, at).map_err(Bad::Later)?;
         let size = u64::from(u32::from_le_bytes([head[0], head[1], head[2], head[3]]));
         let sum = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
         if size < FRAME_META as u64 || size > MAX_FRAME {
-            return Err("a corrupt record length");
+            return Err(Bad::Rest("a corrupt record length"));
         }
         if self.len - at - (FRAME_HEAD as u64) < size {
-            return Err("a torn record");
+            return Err(Bad::Rest("a torn record"));
         }
         if !fits(size as usize - FRAME_META) {
             return Ok(None);
         }
+        let end = at + FRAME_HEAD as u64 + size;
         let mut body = vec![0; size as usize];
-        read_exact_at(&self.file, &mut body, at + FRAME_HEAD as u64)
-            .map_err(|_| "an unreadable record")?;
+        read_exact_at(&self.file, &mut body, at + FRAME_HEAD as u64).map_err(Bad::Later)?;
         if crc(&body) != sum {
-            return Err("a record that fails its checksum");
+            return Err(Bad::One("a record that fails its checksum", end));
         }
         let seq = u64::from_le_bytes(body[..8].try_into().unwrap_or_default());
-        let stored = Stored::from_tag(body[8]).ok_or("a record of an unknown kind")?;
+        let stored =
+            Stored::from_tag(body[8]).ok_or(Bad::One("a record of an unknown kind", end))?;
         body.drain(..FRAME_META);
-        let end = at + FRAME_HEAD as u64 + size;
         let index = self.next_index;
         self.next_index += 1;
         self.read_at = end;
+        self.peeked = None;
+        self.resume_at = None;
+        self.unread.pop_front();
         self.pending.push_back((index, end, false));
         Ok(Some(Replayed {
             file: self.id,
             index,
+            order: (self.group.clone(), seq),
             seq: self.own.then_some(seq),
             stored,
             fields: body,
@@ -667,7 +841,7 @@ mod tests {
         fn write_one(&self, seq: u64, stored: Stored, fields: &[u8]) -> Result<(), String> {
             let mut frames = Vec::new();
             frame(seq, stored, fields, &mut frames);
-            match self.write(&frames, &[(0, frames.len())]) {
+            match self.write(&frames, &[(0, frames.len(), seq)]) {
                 (1, _) => Ok(()),
                 (_, why) => Err(why),
             }
@@ -699,7 +873,7 @@ mod tests {
                 .unwrap();
         }
         assert!(spool.has_backlog());
-        let got = spool.take(3, usize::MAX);
+        let got = spool.take(3, usize::MAX).records;
         let seqs: Vec<_> = got.iter().map(|r| r.seq).collect();
         assert_eq!(seqs, [Some(0), Some(1), Some(2)]);
         assert_eq!(got[1].fields, b"msg=1");
@@ -707,7 +881,7 @@ mod tests {
         spool.accept(&got[0]);
         spool.put_back(got[1].clone());
         spool.accept(&got[2]);
-        let again = spool.take(10, usize::MAX);
+        let again = spool.take(10, usize::MAX).records;
         let seqs: Vec<_> = again.iter().map(|r| r.seq).collect();
         assert_eq!(seqs, [Some(1), Some(3), Some(4)]);
         assert!(!spool.has_backlog());
@@ -730,8 +904,12 @@ mod tests {
         for seq in 0..3u64 {
             spool.write_one(seq, Stored::Json, &[b'x'; 100]).unwrap();
         }
-        assert_eq!(spool.take(10, 250).len(), 2);
-        assert_eq!(spool.take(10, 10).len(), 1, "one, whatever its size");
+        assert_eq!(spool.take(10, 250).records.len(), 2);
+        assert_eq!(
+            spool.take(10, 10).records.len(),
+            1,
+            "one, whatever its size"
+        );
         std::fs::remove_dir_all(&d).unwrap();
     }
 
@@ -742,7 +920,7 @@ mod tests {
         spool.write_one(0, Stored::Form, &[b'a'; 100]).unwrap();
         let err = spool.write_one(1, Stored::Form, &[b'b'; 100]).unwrap_err();
         assert!(err.contains("is full"), "{err}");
-        let got = spool.take(10, usize::MAX);
+        let got = spool.take(10, usize::MAX).records;
         assert_eq!(got.len(), 1);
         std::fs::remove_dir_all(&d).unwrap();
     }
@@ -755,12 +933,17 @@ mod tests {
         let mut ends = Vec::new();
         for seq in 0..3u64 {
             frame(seq, Stored::Form, &[b'x'; 100], &mut frames);
-            ends.push((seq as usize, frames.len()));
+            ends.push((seq as usize, frames.len(), seq));
         }
         let (written, why) = spool.write(&frames, &ends);
         assert_eq!(written, 2);
         assert!(why.contains("is full"), "{why}");
-        let seqs: Vec<_> = spool.take(10, usize::MAX).iter().map(|r| r.seq).collect();
+        let seqs: Vec<_> = spool
+            .take(10, usize::MAX)
+            .records
+            .iter()
+            .map(|r| r.seq)
+            .collect();
         assert_eq!(seqs, [Some(0), Some(1)]);
         std::fs::remove_dir_all(&d).unwrap();
     }
@@ -778,7 +961,7 @@ mod tests {
         let mut state = lock(&second.state);
         second.scan(&mut state);
         drop(state);
-        let got = second.take(10, usize::MAX);
+        let got = second.take(10, usize::MAX).records;
         assert_eq!(got.len(), 1);
         assert_eq!((got[0].seq, &got[0].fields[..]), (None, &b"msg=old"[..]));
         // A third logger cannot take it while the second holds it.
@@ -798,7 +981,7 @@ mod tests {
                 .write_one(seq, Stored::Form, format!("msg={seq}").as_bytes())
                 .unwrap();
         }
-        let got = first.take(2, usize::MAX);
+        let got = first.take(2, usize::MAX).records;
         first.accept(&got[0]);
         first.accept(&got[1]);
         let path = files(&d)[0].clone();
@@ -808,7 +991,7 @@ mod tests {
         let f = OpenOptions::new().write(true).open(&path).unwrap();
         write_all_at(&f, &[30, 0, 0, 0, 1, 2, 3, 4, 9], len).unwrap();
         let second = open(&d, 1 << 20);
-        let got = second.take(10, usize::MAX);
+        let got = second.take(10, usize::MAX).records;
         let fields: Vec<_> = got.iter().map(|r| r.fields.clone()).collect();
         assert_eq!(
             fields,
@@ -823,7 +1006,7 @@ mod tests {
     }
 
     #[test]
-    fn a_corrupt_record_ends_the_file_and_a_foreign_file_is_set_aside() {
+    fn a_corrupt_record_costs_only_itself_and_a_foreign_file_is_set_aside() {
         let d = dir("corrupt");
         let first = open(&d, 1 << 20);
         for seq in 0..3u64 {
@@ -835,17 +1018,144 @@ mod tests {
         let frame = (FRAME_HEAD + FRAME_META + 7) as u64;
         let f = OpenOptions::new().write(true).open(&path).unwrap();
         write_all_at(&f, b"X", HEADER + frame + frame - 1).unwrap();
-        std::fs::write(d.join("00000000000000000001-1-1.spool"), b"not ours").unwrap();
+        std::fs::write(d.join("00000000000000000001-1-000001.spool"), b"not ours").unwrap();
         std::fs::write(d.join("notes.txt"), b"not ours either").unwrap();
         let second = open(&d, 1 << 20);
-        let got = second.take(10, usize::MAX);
-        assert_eq!(got.len(), 1, "the record before the corrupt one");
-        second.accept(&got[0]);
+        let taken = second.take(10, usize::MAX);
+        let got: Vec<_> = taken.records.iter().map(|r| r.order.1).collect();
+        assert_eq!(got, [0, 2], "the records around the corrupt one");
+        assert!(taken.lost.is_empty(), "not this logger's records");
+        for r in &taken.records {
+            second.accept(r);
+        }
         let names: Vec<_> = files(&d)
             .iter()
             .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
             .collect();
-        assert_eq!(names, ["00000000000000000001-1-1.spool.bad", "notes.txt"]);
+        assert_eq!(
+            names,
+            ["00000000000000000001-1-000001.spool.bad", "notes.txt"]
+        );
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn this_loggers_records_a_corrupt_frame_costs_are_told() {
+        let d = dir("lost");
+        let spool = open(&d, 1 << 20);
+        for seq in [4u64, 5, 6] {
+            spool.write_one(seq, Stored::Form, b"msg=abc").unwrap();
+        }
+        let frame = (FRAME_HEAD + FRAME_META + 7) as u64;
+        let f = OpenOptions::new().write(true).open(&files(&d)[0]).unwrap();
+        // The middle record's checksum, then the last record's length.
+        write_all_at(&f, b"\xff", HEADER + frame + 4).unwrap();
+        write_all_at(&f, &[0xff, 0xff, 0xff, 0x7f], HEADER + 2 * frame).unwrap();
+        let taken = spool.take(10, usize::MAX);
+        let got: Vec<_> = taken.records.iter().map(|r| r.seq).collect();
+        assert_eq!(got, [Some(4)]);
+        assert_eq!(taken.lost, [5, 6]);
+        spool.accept(&taken.records[0]);
+        assert!(files(&d).is_empty(), "{:?}", files(&d));
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn records_come_back_in_the_order_they_were_logged_across_files() {
+        let d = dir("logged-order");
+        let first = open(&d, 1 << 20);
+        // What the full queue handed over goes first; the queue's, older, at the shutdown;
+        // the one in flight last.
+        for seq in 10..15u64 {
+            first.write_one(seq, Stored::Form, b"msg=h").unwrap();
+        }
+        for seq in [1u64, 2, 3, 15] {
+            first.write_one(seq, Stored::Form, b"msg=q").unwrap();
+        }
+        first.write_one(0, Stored::Form, b"msg=f").unwrap();
+        assert_eq!(
+            files(&d).len(),
+            3,
+            "a record logged before a file's first starts one"
+        );
+        let order = |spool: &Spool| -> Vec<u64> {
+            spool
+                .take(100, usize::MAX)
+                .records
+                .iter()
+                .map(|r| r.order.1)
+                .collect()
+        };
+        // By this logger, and by the next process.
+        let mut second_dir_copy = Vec::new();
+        for path in files(&d) {
+            second_dir_copy.push((path.clone(), std::fs::read(&path).unwrap()));
+        }
+        assert_eq!(order(&first), [0, 1, 2, 3, 10, 11, 12, 13, 14, 15]);
+        drop(first);
+        let second = open(&d, 1 << 20);
+        assert_eq!(order(&second), [0, 1, 2, 3, 10, 11, 12, 13, 14, 15]);
+        drop(second_dir_copy);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_tmp_file_is_a_leftover_only_when_a_minute_old() {
+        let d = dir("tmp");
+        std::fs::create_dir_all(&d).unwrap();
+        let fresh = d.join("00000000000000000001-1-000001.spool.tmp");
+        let old = d.join("00000000000000000002-1-000001.spool.tmp");
+        std::fs::write(&fresh, b"").unwrap();
+        let f = File::create(&old).unwrap();
+        f.set_modified(SystemTime::now() - Duration::from_secs(120))
+            .unwrap();
+        drop(f);
+        let _spool = open(&d, 1 << 20);
+        assert!(fresh.exists(), "being made, maybe, by a live process");
+        assert!(!old.exists());
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// Another logger's looks through the directory (another process's, as far as locks go)
+    /// never fail a build or a file being made.
+    #[test]
+    fn a_concurrent_scan_fails_no_build_and_no_write() {
+        let d = dir("scan-race");
+        let scanner = Arc::new(open(&d, 1 << 20));
+        let stop = Arc::new(AtomicBool::new(false));
+        let scanning = {
+            let (scanner, stop) = (scanner.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    scanner.scan(&mut lock(&scanner.state));
+                }
+            })
+        };
+        let writer = open(&d, 1 << 20);
+        let mut errors = Vec::new();
+        for seq in 0..2000u64 {
+            if let Err(e) = Spool::open(d.clone(), 1 << 20, Arc::new(statics()), None, Stored::Form)
+            {
+                errors.push(e);
+            }
+            match writer.write_one(seq, Stored::Form, b"msg=x") {
+                Ok(()) => {
+                    // Delivered at once: the file goes, and the next write makes a new one.
+                    for r in writer.take(10, usize::MAX).records {
+                        writer.accept(&r);
+                    }
+                }
+                Err(why) => errors.push(why),
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        scanning.join().unwrap();
+        assert!(
+            errors.is_empty(),
+            "{} failed, e.g. {:?}",
+            errors.len(),
+            errors.first()
+        );
         std::fs::remove_dir_all(&d).unwrap();
     }
 
@@ -882,7 +1192,7 @@ mod tests {
         let mut rec = captured(&kvs, None, None);
         rec.seq = 41;
         assert!(matches!(spool.write_records(&[&rec])[..], [Ok(())]));
-        let got = spool.take(1, usize::MAX);
+        let got = spool.take(1, usize::MAX).records;
         assert_eq!(got[0].seq, Some(41));
         assert_eq!(got[0].stored, Stored::Json);
         let text = String::from_utf8(got[0].fields.clone()).unwrap();

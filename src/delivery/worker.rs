@@ -12,7 +12,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
 use crate::deadline::deadline_after;
 use crate::delivery::progress::{LOSS_REPORT_INTERVAL, LossReport, Shared};
 use crate::delivery::retry::{Decision, Jitter, RetryPolicy, decide};
-use crate::delivery::spool::{Replayed, Spool};
+use crate::delivery::spool::{Replayed, Spool, Taken};
 use crate::delivery::stats::Counters;
 use crate::transport::Transport;
 use crate::wire::batch::{Batch, gzip};
@@ -68,6 +68,9 @@ pub(crate) struct Worker {
     pub(crate) replaying: bool,
     /// No replay before this: the receiver did not take the last replayed records.
     pub(crate) replay_after: Instant,
+    /// Whether the next turn of the delivery loop is a replay's, while the spool holds
+    /// records: every other one is, so steady traffic never holds a backlog back.
+    pub(crate) replay_next: bool,
 }
 
 /// How long a worker filling a batch waits at a time for the next record before it checks
@@ -93,12 +96,16 @@ struct Undelivered {
 
 #[derive(Clone, Copy)]
 enum Why {
-    /// Refused by the receiver (a status that is not retried, an answer that is not HTTP
-    /// we can use). `splittable`: it refused what the batch holds (400, 413, 422), so a batch
-    /// is worth splitting. (A 401, 403 or 404 refuses any batch: splitting would only
-    /// multiply the requests.)
+    /// Refused by the receiver with a status that is not retried. `splittable`: it refused
+    /// what the payload holds (400, 413, 422), so a batch is worth splitting, and a record
+    /// refused alone is refused for what it is. (A 401, 403 or 404 refuses any record alike:
+    /// splitting would only multiply the requests.)
     Refused { splittable: bool },
-    /// Not sent in time: with a spool, it waits there.
+    /// An answer that is not HTTP we can use, or no answer, twice; or a TLS failure.
+    Rejected,
+    /// The record itself cannot be sent: its fields could not be made.
+    Bad,
+    /// Not sent in time (the receiver down, out of retries, a shutdown).
     Unsent,
 }
 
@@ -106,15 +113,33 @@ enum Why {
 #[derive(Clone, Copy)]
 enum Outcome<'a> {
     Sent,
-    Refused(&'a str),
+    /// Not delivered, and not to be sent again as it is: it fails. With a spool, only a
+    /// refusal of the record itself is final (`of_record`); a refusal of any record (a 401, a
+    /// 404, a TLS failure) keeps it on disk.
+    Refused {
+        reason: &'a str,
+        of_record: bool,
+    },
     Unsent(&'a str),
 }
 
 impl Undelivered {
     fn outcome(&self) -> Outcome<'_> {
+        let reason = &self.reason;
         match self.why {
-            Why::Refused { .. } => Outcome::Refused(&self.reason),
-            Why::Unsent => Outcome::Unsent(&self.reason),
+            Why::Refused { splittable } => Outcome::Refused {
+                reason,
+                of_record: splittable,
+            },
+            Why::Bad => Outcome::Refused {
+                reason,
+                of_record: true,
+            },
+            Why::Rejected => Outcome::Refused {
+                reason,
+                of_record: false,
+            },
+            Why::Unsent => Outcome::Unsent(reason),
         }
     }
 }
@@ -224,6 +249,7 @@ impl Worker {
         let mut jitter = Jitter::new();
         let shared = self.shared.clone();
         loop {
+            self.take_turns(&mut jitter);
             let (rec, prepared) = match self.ahead.take() {
                 Some(ahead) => {
                     std::mem::swap(&mut self.payload, &mut self.ahead_payload);
@@ -257,7 +283,7 @@ impl Worker {
                 Ok(()) => self.deliver(&mut jitter),
                 Err(reason) => Err(Undelivered {
                     reason,
-                    why: Why::Refused { splittable: false },
+                    why: Why::Bad,
                 }),
             };
             match delivered {
@@ -283,10 +309,7 @@ impl Worker {
                 Err(TryRecvError::Disconnected) => return None,
                 Err(TryRecvError::Empty) => {}
             }
-            if !self.shared.abandoned()
-                && Instant::now() >= self.replay_after
-                && spool.has_backlog()
-            {
+            if self.replay_due(&spool) {
                 self.replay(&spool, jitter);
                 continue;
             }
@@ -298,13 +321,47 @@ impl Worker {
         }
     }
 
+    /// Whether to replay now: the spool holds records, and the receiver took the last ones
+    /// (or a pause has passed since it did not).
+    fn replay_due(&self, spool: &Spool) -> bool {
+        !self.shared.abandoned() && Instant::now() >= self.replay_after && spool.has_backlog()
+    }
+
+    /// Every other turn of the delivery loop, while the spool holds records: a replay, so that
+    /// records that keep coming never hold a backlog back.
+    fn take_turns(&mut self, jitter: &mut Jitter) {
+        let Some(spool) = self.spool.clone() else {
+            return;
+        };
+        self.replay_next = !self.replay_next;
+        if self.replay_next && self.replay_due(&spool) {
+            self.replay(&spool, jitter);
+        }
+    }
+
     /// Delivers what the spool gives back (a batch's worth, or one record), oldest first.
     fn replay(&mut self, spool: &Spool, jitter: &mut Jitter) {
         let (records, bytes) = match &self.batch {
             Some(batch) => (batch.max_records, batch.max_bytes),
             None => (1, usize::MAX),
         };
-        let taken = spool.take(records, bytes);
+        let Taken {
+            records: taken,
+            lost,
+        } = spool.take(records, bytes);
+        for seq in lost {
+            // Corrupt on disk: what it held is gone.
+            let counters = &self.shared.counters;
+            self.shared
+                .record_failure("a spooled record was corrupt on disk".into());
+            Counters::add(&counters.unspooled);
+            self.shared.finish(seq, &counters.dropped);
+        }
+        if taken.is_empty() {
+            // A backlog that cannot be read now (a read error): later.
+            self.replay_after = deadline_after(REPLAY_PAUSE);
+            return;
+        }
         self.replaying = true;
         if let Some(batch) = self.batch.clone() {
             let items = taken
@@ -332,7 +389,7 @@ impl Worker {
                     }
                     Err(reason) => Err(Undelivered {
                         reason,
-                        why: Why::Refused { splittable: false },
+                        why: Why::Bad,
                     }),
                 };
                 match delivered {
@@ -353,11 +410,13 @@ impl Worker {
         let shared = &self.shared;
         match outcome {
             Outcome::Sent => shared.finish(rec.seq, &shared.counters.sent),
-            Outcome::Refused(reason) => {
+            Outcome::Refused { reason, of_record } if of_record || self.spool.is_none() => {
                 shared.record_failure(reason.to_owned());
                 shared.finish(rec.seq, &shared.counters.failed);
             }
-            Outcome::Unsent(reason) => shared.spill(&[rec], reason, false),
+            Outcome::Refused { reason, .. } | Outcome::Unsent(reason) => {
+                shared.spill(&[rec], reason, false);
+            }
         }
     }
 
@@ -374,11 +433,14 @@ impl Worker {
                 Counters::add(&counters.replayed);
                 &counters.sent
             }
-            Outcome::Refused(reason) => {
+            Outcome::Refused {
+                reason,
+                of_record: true,
+            } => {
                 shared.record_failure(reason.to_owned());
                 &counters.failed
             }
-            Outcome::Unsent(reason) => {
+            Outcome::Refused { reason, .. } | Outcome::Unsent(reason) => {
                 shared.note_problem(format!("{reason} (kept in the spool)"));
                 spool.put_back(r.clone());
                 self.replay_after = deadline_after(REPLAY_PAUSE);
@@ -491,7 +553,7 @@ impl Worker {
                 Decision::Reject { reason } => {
                     return Err(Undelivered {
                         reason,
-                        why: Why::Refused { splittable: false },
+                        why: Why::Rejected,
                     });
                 }
                 Decision::Resend { .. } => {
@@ -532,6 +594,7 @@ impl Worker {
         let mut jitter = Jitter::new();
         let shared = self.shared.clone();
         loop {
+            self.take_turns(&mut jitter);
             // The stash holds what was past the last batch's limits, then what the worker took
             // while that batch was answered: this batch starts with it.
             let mut items = std::mem::take(&mut self.stash);
@@ -619,7 +682,13 @@ impl Worker {
                 Ok(_) => ready.push(item),
                 Err(reason) => {
                     let reason = reason.clone();
-                    self.settle(&item, Outcome::Refused(&reason));
+                    self.settle(
+                        &item,
+                        Outcome::Refused {
+                            reason: &reason,
+                            of_record: true,
+                        },
+                    );
                 }
             }
         }
@@ -703,8 +772,13 @@ impl Worker {
             return;
         }
         let mut msg = if new_dropped + new_failed > 0 {
+            let full = if self.spool.is_some() {
+                "queue and spool full"
+            } else {
+                "queue full"
+            };
             format!(
-                "http-logger lost {} records: {new_dropped} dropped (queue full), {new_failed} failed",
+                "http-logger lost {} records: {new_dropped} dropped ({full}), {new_failed} failed",
                 new_dropped + new_failed
             )
         } else {
