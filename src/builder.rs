@@ -504,28 +504,32 @@ impl Builder {
 
     /// Keeps on disk, in files of `dir`, what memory cannot hold, instead of dropping or giving
     /// it up: a record the queue cannot take (full, or past
-    /// [`queue_max_bytes`](Builder::queue_max_bytes)), a record whose retries run out, and
-    /// every record still undelivered when a flush at shutdown (a drop, the exit, a signal)
-    /// reaches its [timeout](Builder::shutdown_timeout). Spooled records are delivered when
-    /// the receiver answers again, oldest first and after what the queue held before them, by
-    /// this process or by the next one started with the same `dir`. They keep every field as
+    /// [`queue_max_bytes`](Builder::queue_max_bytes)), a record whose retries run out, a
+    /// record refused the way every record would be (a 401, 403 or 404, an answer that is not
+    /// HTTP, a TLS failure), and every record still undelivered when a flush at shutdown (a
+    /// drop, the exit, a signal) reaches its [timeout](Builder::shutdown_timeout). Only a
+    /// refusal of the record itself (a 400, 413 or 422 for it alone) fails it. Spooled records
+    /// are delivered when the receiver answers again, in the order they were logged and after
+    /// what the queue held before them, by this process or by the next one started with the
+    /// same `dir`; new records take turns with a backlog meanwhile. They keep every field as
     /// it was when they were logged (`created`, `process`, the `map_record` hook's changes).
     ///
     /// - **Costs nothing while the receiver keeps up**: no file is made until a record goes
     ///   to disk.
     /// - **Crash-consistent**: each record is framed with its length and a CRC-32; a torn or
     ///   corrupt tail (a crash or a power loss mid-write) is reported in one stderr line and
-    ///   skipped, never costing the records before it. A record leaves the spool only once the
+    ///   skipped, never costing the records before it; a record failing its checksum costs
+    ///   only itself. A record leaves the spool only once the
     ///   receiver took it (or refused it for good): a crash in between may deliver it again
     ///   (at least once). Files are not `fsync`ed: what the kernel had not written when the
     ///   machine lost power is lost; a killed process loses nothing it had written.
     /// - **Several processes, one directory**: each writes files of its own, locked while it
-    ///   lives (`flock`), and replays the files dead processes left, at start and every few
-    ///   seconds. Files in `dir` that are not spool files are left alone; a `.spool` file
+    ///   lives (`flock`; on Unix only), and replays the files dead processes left, at start
+    ///   and every few seconds. Files in `dir` that are not spool files are left alone; a `.spool` file
     ///   without a spool header is renamed `.spool.bad` and reported.
-    /// - **Bounded**: past [`spool_max_bytes`](Builder::spool_max_bytes) (this logger's files
-    ///   together), or when the disk refuses a write, records are dropped and counted, with
-    ///   the reason in [`last_error`](crate::HttpLogger::last_error). A write past the
+    /// - **Bounded**: past [`spool_max_bytes`](Builder::spool_max_bytes) (the files this
+    ///   logger wrote, together), or when the disk refuses a write, records are dropped and
+    ///   counted, with the reason in [`last_error`](crate::HttpLogger::last_error). A write past the
     ///   process's file size limit fails instead of killing it (`SIGXFSZ` is ignored, unless
     ///   the program set what it does).
     /// - **Not guaranteed**: what was only in memory when the process was killed (`SIGKILL`,
