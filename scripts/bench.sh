@@ -147,6 +147,11 @@ wrk_run() {
 run python "$PYTHON" scripts/bench_python.py "$host" "$PY_RECORDS" "$METHOD"
 for c in $CONNECTIONS; do
   run "ours_http_$c" "$bin/loadgen" --host "$host" --records "$RECORDS" --connections "$c" --method "$METHOD"
+  if [ "$c" = 1 ]; then
+    # Right next to the run without one: the same load from whatever else runs.
+    run ours_http_1_spool "$bin/loadgen" --host "$host" --records "$RECORDS" --connections 1 \
+      --method "$METHOD" --spool "$work/spool-up"
+  fi
   wrk_run "wrk_http_$c" "http://$host/" "$c"
   run "ours_https_$c" "$bin/loadgen" --host "$tls_host" --secure --ca "$work/ca.pem" \
     --records "$RECORDS" --connections "$c" --method "$METHOD"
@@ -156,8 +161,6 @@ if [ "$METHOD" = post ]; then
   run ours_batch "$bin/loadgen" --host "$host" --records "$BATCH_RECORDS" --connections 1 --batch ndjson
   run ours_batch_gzip "$bin/loadgen" --host "$host" --records "$BATCH_RECORDS" --connections 1 --batch ndjson --gzip
 fi
-run ours_http_1_spool "$bin/loadgen" --host "$host" --records "$RECORDS" --connections 1 \
-  --method "$METHOD" --spool "$work/spool-up"
 run down "$bin/loadgen" --down --records "$DOWN_RECORDS" --method "$METHOD"
 run down_spool "$bin/loadgen" --down --records "$DOWN_RECORDS" --method "$METHOD" --spool "$work/spool-down"
 run down_big "$bin/loadgen" --down --records "$BIG_RECORDS" --record-bytes 1000000 --method "$METHOD"
