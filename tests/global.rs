@@ -6,10 +6,10 @@
 mod harness;
 mod support;
 
-use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use harness::Outcome;
 use http_logger::{ErrorKind, HttpLogger, Method};
 use support::{Reply, Server};
 
@@ -220,19 +220,13 @@ fn child(scenario: &str, host: &str) {
 
 // ---- the parent ----
 
-struct Outcome {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
 /// Runs a child scenario against `host`, killing it if it outlives `WAIT`.
 fn run_child(scenario: &str, host: &str) -> Outcome {
     run_child_with(scenario, host, &[])
 }
 
 fn run_child_with(scenario: &str, host: &str, env: &[(&str, &str)]) -> Outcome {
-    let mut child = Command::new(std::env::current_exe().expect("test binary"))
+    let child = Command::new(std::env::current_exe().expect("test binary"))
         .envs(env.iter().copied())
         .env("HTTP_LOGGER_CHILD", scenario)
         .env("HTTP_LOGGER_HOST", host)
@@ -241,35 +235,7 @@ fn run_child_with(scenario: &str, host: &str, env: &[(&str, &str)]) -> Outcome {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn child");
-    let deadline = Instant::now() + WAIT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait child") {
-            break Some(status);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let mut stdout = String::new();
-    let mut stderr = String::new();
-    let _ = child
-        .stdout
-        .take()
-        .map(|mut s| s.read_to_string(&mut stdout));
-    let _ = child
-        .stderr
-        .take()
-        .map(|mut s| s.read_to_string(&mut stderr));
-    let status =
-        status.unwrap_or_else(|| panic!("child {scenario} still running after {WAIT:?}: {stderr}"));
-    Outcome {
-        code: status.code(),
-        stdout,
-        stderr,
-    }
+    harness::finish(child, scenario, WAIT)
 }
 
 /// The secrets of the "secrets" scenario: a password, two header values, a bearer token.

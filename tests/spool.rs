@@ -8,12 +8,13 @@ mod harness;
 mod support;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use harness::Outcome;
 use http_logger::{Batch, ErrorKind, HttpLogger};
 use support::{Reply, Server};
 
@@ -121,7 +122,12 @@ fn child(scenario: &str, host: &str) {
                 // SAFETY: setrlimit reads the struct; no other precondition.
                 assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_FSIZE, &limit) }, 0);
             }
-            let logger = logger(host).queue_capacity(10).build().expect("build");
+            // No retries: every problem last_error names is the spool's.
+            let logger = logger(host)
+                .queue_capacity(10)
+                .retry_budget(0, Duration::ZERO)
+                .build()
+                .expect("build");
             for i in 0..count {
                 log(&logger, format_args!("{tag} {i}"));
             }
@@ -140,12 +146,6 @@ fn child(scenario: &str, host: &str) {
 
 // ---- the parent's side ----
 
-struct Outcome {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
 fn command(scenario: &str, host: &str, dir: &Path, env: &[(&str, String)]) -> Command {
     let mut command = Command::new(std::env::current_exe().expect("test binary"));
     command
@@ -160,35 +160,8 @@ fn command(scenario: &str, host: &str, dir: &Path, env: &[(&str, String)]) -> Co
 }
 
 /// Waits for `child` to end (killing it past `WAIT`), and takes what it printed.
-fn finish(mut child: Child, scenario: &str) -> Outcome {
-    let deadline = Instant::now() + WAIT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait child") {
-            break Some(status);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let (mut stdout, mut stderr) = (String::new(), String::new());
-    let _ = child
-        .stdout
-        .take()
-        .map(|mut s| s.read_to_string(&mut stdout));
-    let _ = child
-        .stderr
-        .take()
-        .map(|mut s| s.read_to_string(&mut stderr));
-    let status =
-        status.unwrap_or_else(|| panic!("child {scenario} still running after {WAIT:?}: {stderr}"));
-    Outcome {
-        code: status.code(),
-        stdout,
-        stderr,
-    }
+fn finish(child: Child, scenario: &str) -> Outcome {
+    harness::finish(child, scenario, WAIT)
 }
 
 fn run(scenario: &str, host: &str, dir: &Path, env: &[(&str, String)]) -> Outcome {
@@ -219,6 +192,26 @@ fn nothing_listens() -> SocketAddr {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")
+}
+
+/// A receiver on `addr` again (a port a test let go of). The port may still be held for a
+/// moment (a socket of the dropped receiver's closing, or a client's connection that the
+/// kernel happened to give that very port): tried again for a while.
+fn back_on(
+    addr: SocketAddr,
+    f: impl Fn(usize, &support::Request) -> Reply + Send + Sync + Clone + 'static,
+) -> Server {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match Server::start_on(addr, f.clone()) {
+            Ok(server) => return server,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("spool test: {addr} not free yet ({e})");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => panic!("{addr} still taken: {e}"),
+        }
+    }
 }
 
 /// A fresh spool directory of the test's own.
@@ -610,7 +603,7 @@ fn records_out_of_retries_wait_on_disk_and_go_when_the_receiver_is_back() {
             !logger.flush_timeout(Duration::from_millis(50)),
             "they wait"
         );
-        let server = Server::start_on(addr, |_, _| Reply::Status(200)).expect("the same port");
+        let server = back_on(addr, |_, _| Reply::Status(200));
         assert!(logger.flush_timeout(WAIT), "{:?}", logger.stats());
         let stats = logger.stats();
         assert_eq!(
@@ -677,7 +670,7 @@ fn no_answer_or_a_404_keeps_the_spool() {
         let addr = nothing_listens();
         let logger = quick(addr, &dir).build().expect("build");
         spool_n(&logger, 20, "r");
-        let server = Server::start_on(addr, move |_, _| reply.clone()).expect("the same port");
+        let server = back_on(addr, move |_, _| reply.clone());
         // Replay goes on meanwhile, every pause.
         let deadline = Instant::now() + Duration::from_secs(3);
         while server.requests() < 3 && Instant::now() < deadline {
@@ -692,7 +685,7 @@ fn no_answer_or_a_404_keeps_the_spool() {
         );
         drop(server);
         // Back for real: all of them go.
-        let server = Server::start_on(addr, |_, _| Reply::Status(200)).expect("the same port");
+        let server = back_on(addr, |_, _| Reply::Status(200));
         assert!(logger.flush_timeout(WAIT), "{:?}", logger.stats());
         assert_each_once(&received(&server, 20, Duration::from_secs(10)), "r", 0..20);
         drop(logger);
@@ -728,8 +721,7 @@ fn replay_takes_turns_with_steady_traffic() {
         assert!(Instant::now() < deadline, "{:?}", logger.stats());
         std::thread::sleep(Duration::from_millis(10));
     }
-    let _server = Server::start_on(addr, |_, _| Reply::Delay(Duration::from_millis(30), 200))
-        .expect("the same port");
+    let _server = back_on(addr, |_, _| Reply::Delay(Duration::from_millis(30), 200));
     let deadline = Instant::now() + WAIT;
     while logger.stats().spooled > 0 {
         assert!(
@@ -817,7 +809,7 @@ fn a_corrupt_record_on_disk_is_counted_dropped() {
             .write_all_at(&bytes[at..], at as u64)
             .unwrap();
     }
-    let server = Server::start_on(addr, |_, _| Reply::Status(200)).expect("the same port");
+    let server = back_on(addr, |_, _| Reply::Status(200));
     assert!(logger.flush_timeout(WAIT), "{:?}", logger.stats());
     let s = logger.stats();
     assert_eq!(

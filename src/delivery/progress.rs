@@ -202,6 +202,9 @@ impl Shared {
     /// could not be made), with why. Without a spool, each fails with `reason`. `handed`: they
     /// held bytes among those handed over for the spool.
     pub(crate) fn spill(&self, recs: &[&Captured], reason: &str, handed: bool) {
+        // The hand-over comes in about the order records were logged; anything else (a
+        // worker's, a shutdown's) is older than what was handed over before it.
+        let strict = !handed;
         let Some(spilling) = &self.spilling else {
             for rec in recs {
                 self.record_failure(reason.to_owned());
@@ -209,7 +212,7 @@ impl Shared {
             }
             return;
         };
-        let results = spilling.spool.write_records(recs);
+        let results = spilling.spool.write_records(recs, strict);
         for (rec, result) in recs.iter().zip(results) {
             if handed {
                 self.release_handed(rec.bytes());

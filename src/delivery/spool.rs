@@ -145,8 +145,9 @@ struct SpoolFile {
     own: bool,
     /// Whether records are still appended to it (this logger's newest file).
     open: bool,
-    /// The lowest sequence number written to it (this logger's files).
+    /// The lowest and the highest sequence numbers written to it (this logger's files).
     first_seq: Option<u64>,
+    last_seq: Option<u64>,
     /// The end of the last whole record.
     len: u64,
     /// Where the next record to be read starts.
@@ -307,8 +308,16 @@ impl Spool {
     }
 
     /// Encodes each record (through the `map_record` hook) and appends them, in the order
-    /// they were logged, in one write. Says for each whether it is on disk now.
-    pub(crate) fn write_records(&self, recs: &[&Captured]) -> Vec<Result<(), Unspooled>> {
+    /// they were logged, in one write. Says for each whether it is on disk now. `strict`:
+    /// records logged before any already in this logger's newest file start a new file (the
+    /// records a worker or a shutdown spools, older than those handed over earlier); else only
+    /// those logged before its first do (the hand-over, whose records come in about the order
+    /// they were logged, callers racing).
+    pub(crate) fn write_records(
+        &self,
+        recs: &[&Captured],
+        strict: bool,
+    ) -> Vec<Result<(), Unspooled>> {
         let mut results: Vec<Result<(), Unspooled>> = Vec::with_capacity(recs.len());
         let mut order: Vec<usize> = (0..recs.len()).collect();
         order.sort_by_key(|&i| recs[i].seq);
@@ -341,7 +350,7 @@ impl Spool {
                 Err(why) => results[i] = Err(Unspooled::Unencodable(why)),
             }
         }
-        let (written, why) = self.write(&frames, &ends);
+        let (written, why) = self.write(&frames, &ends, strict);
         for &(at, ..) in &ends[written..] {
             results[at] = Err(Unspooled::NoRoom(why.clone()));
         }
@@ -350,10 +359,10 @@ impl Spool {
 
     /// Appends the longest run of `frames` (ending as `ends` says, in the order they were
     /// logged) that fits within `max_bytes` to this logger's newest file (made when there is
-    /// none, when it is full, or when the first record was logged before the file's first).
-    /// Returns how many frames are written, and why the rest are not; no part of them is left
-    /// in a file.
-    fn write(&self, frames: &[u8], ends: &[(usize, usize, u64)]) -> (usize, String) {
+    /// none, when it is full, or when the first record was logged before the file's first, or,
+    /// `strict`, before its last). Returns how many frames are written, and why the rest are
+    /// not; no part of them is left in a file.
+    fn write(&self, frames: &[u8], ends: &[(usize, usize, u64)], strict: bool) -> (usize, String) {
         let full = || {
             format!(
                 "the spool {} is full ({} bytes)",
@@ -372,8 +381,9 @@ impl Spool {
         let size = ends[fit - 1].1 as u64;
         let first = ends[0].2;
         if let Some(f) = state.files.iter_mut().find(|f| f.open) {
+            let bound = if strict { f.last_seq } else { f.first_seq };
             if f.len > HEADER && f.len + size > self.segment_bytes
-                || f.first_seq.is_some_and(|s| first < s)
+                || bound.is_some_and(|s| first < s)
             {
                 f.open = false;
                 let id = f.id;
@@ -433,10 +443,12 @@ impl Spool {
         f.len += bytes.len() as u64;
         f.unread.extend(ends.iter().map(|&(.., seq)| seq));
         let lowest = ends.iter().map(|&(.., seq)| seq).min();
+        let highest = ends.iter().map(|&(.., seq)| seq).max();
         f.first_seq = match (f.first_seq, lowest) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
+        f.last_seq = f.last_seq.max(highest);
         self.bytes.fetch_add(bytes.len() as u64, Ordering::AcqRel);
         self.backlog.store(true, Ordering::Release);
         Ok(())
@@ -475,6 +487,7 @@ impl Spool {
             own: true,
             open: true,
             first_seq: None,
+            last_seq: None,
             len: HEADER,
             read_at: HEADER,
             peeked: None,
@@ -563,6 +576,7 @@ impl Spool {
                 own: false,
                 open: false,
                 first_seq: None,
+                last_seq: None,
                 len,
                 read_at: if (HEADER..=len).contains(&progress) {
                     progress
@@ -841,7 +855,7 @@ mod tests {
         fn write_one(&self, seq: u64, stored: Stored, fields: &[u8]) -> Result<(), String> {
             let mut frames = Vec::new();
             frame(seq, stored, fields, &mut frames);
-            match self.write(&frames, &[(0, frames.len(), seq)]) {
+            match self.write(&frames, &[(0, frames.len(), seq)], true) {
                 (1, _) => Ok(()),
                 (_, why) => Err(why),
             }
@@ -935,7 +949,7 @@ mod tests {
             frame(seq, Stored::Form, &[b'x'; 100], &mut frames);
             ends.push((seq as usize, frames.len(), seq));
         }
-        let (written, why) = spool.write(&frames, &ends);
+        let (written, why) = spool.write(&frames, &ends, true);
         assert_eq!(written, 2);
         assert!(why.contains("is full"), "{why}");
         let seqs: Vec<_> = spool
@@ -1191,7 +1205,7 @@ mod tests {
         let kvs: &[(&str, &str)] = &[];
         let mut rec = captured(&kvs, None, None);
         rec.seq = 41;
-        assert!(matches!(spool.write_records(&[&rec])[..], [Ok(())]));
+        assert!(matches!(spool.write_records(&[&rec], true)[..], [Ok(())]));
         let got = spool.take(1, usize::MAX).records;
         assert_eq!(got[0].seq, Some(41));
         assert_eq!(got[0].stored, Stored::Json);

@@ -279,14 +279,7 @@ impl Worker {
                 self.settle_live(&rec, Outcome::Unsent(SHUT_DOWN));
                 continue;
             }
-            let delivered = match prepared {
-                Ok(()) => self.deliver(&mut jitter),
-                Err(reason) => Err(Undelivered {
-                    reason,
-                    why: Why::Bad,
-                }),
-            };
-            match delivered {
+            match self.deliver_made(prepared, &mut jitter) {
                 Ok(()) => {
                     // Before the record is marked finished, so a flush waits for the report.
                     self.report_losses();
@@ -298,12 +291,17 @@ impl Worker {
     }
 
     /// The next record off the queue, waiting as long as it takes; with a spool, what it holds
-    /// is replayed while the queue is empty. `None`: the queue is closed.
+    /// is replayed while the queue is empty. `None`: the queue is closed (or, with a spool,
+    /// the logger shut down).
     fn next_record(&mut self, jitter: &mut Jitter) -> Option<Captured> {
         let Some(spool) = self.spool.clone() else {
             return self.rx.recv().ok();
         };
         loop {
+            if self.shared.abandoned() {
+                // Shut down: the shutdown spools what the queue holds, in order, itself.
+                return None;
+            }
             match self.rx.try_recv() {
                 Ok(rec) => return Some(rec),
                 Err(TryRecvError::Disconnected) => return None,
@@ -382,17 +380,8 @@ impl Worker {
                 let made = self
                     .encoding
                     .encode_stored(r.stored, &r.fields, &mut self.payload);
-                let delivered = match made {
-                    Ok(()) => {
-                        seal(self.gzip, &mut self.payload);
-                        self.deliver(jitter)
-                    }
-                    Err(reason) => Err(Undelivered {
-                        reason,
-                        why: Why::Bad,
-                    }),
-                };
-                match delivered {
+                let made = made.map(|()| seal(self.gzip, &mut self.payload));
+                match self.deliver_made(made, jitter) {
                     Ok(()) => {
                         self.report_losses();
                         self.settle_replayed(&r, Outcome::Sent);
@@ -528,6 +517,21 @@ impl Worker {
             }
         };
         decide(transport.send(payload, &mut look_ahead), unusable)
+    }
+
+    /// Delivers the payload made for a record, or says why none could be made.
+    fn deliver_made(
+        &mut self,
+        made: Result<(), String>,
+        jitter: &mut Jitter,
+    ) -> Result<(), Undelivered> {
+        match made {
+            Ok(()) => self.deliver(jitter),
+            Err(reason) => Err(Undelivered {
+                reason,
+                why: Why::Bad,
+            }),
+        }
     }
 
     /// Delivers the prepared payload (one record, or a batch), retrying what is transient
