@@ -693,6 +693,45 @@ fn no_answer_or_a_404_keeps_the_spool() {
     }
 }
 
+/// One record the receiver (or a proxy before it) never answers holds no other back: after a
+/// few tries it waits behind them, and stays on disk.
+fn one_record_never_answered_holds_no_other_back() {
+    let dir = spool_dir("poison");
+    let addr = nothing_listens();
+    let logger = quick(addr, &dir).build().expect("build");
+    log(&logger, format_args!("poison"));
+    spool_n(&logger, 4, "r");
+    let wait = Instant::now() + WAIT;
+    while logger.stats().spooled < 5 {
+        assert!(Instant::now() < wait, "{:?}", logger.stats());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let server = back_on(addr, |_, req: &support::Request| {
+        if req.field("msg").as_deref() == Some("poison") {
+            Reply::Close
+        } else {
+            Reply::Status(200)
+        }
+    });
+    let wait = Instant::now() + WAIT;
+    while logger.stats().sent < 4 {
+        assert!(Instant::now() < wait, "{:?}", logger.stats());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let mut got: HashMap<String, usize> = HashMap::new();
+    for request in server.try_drain() {
+        for msg in messages(&request) {
+            *got.entry(msg).or_default() += 1;
+        }
+    }
+    assert_each_once(&got, "r", 0..4);
+    let stats = logger.stats();
+    assert_eq!((stats.spooled, stats.failed), (1, 0), "{stats:?}");
+    drop(logger);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// Steady traffic after an outage never holds the backlog back: replay takes turns with it.
 fn replay_takes_turns_with_steady_traffic() {
     let dir = spool_dir("turns");
@@ -853,6 +892,10 @@ fn main() {
         (
             "no_answer_or_a_404_keeps_the_spool",
             no_answer_or_a_404_keeps_the_spool,
+        ),
+        (
+            "one_record_never_answered_holds_no_other_back",
+            one_record_never_answered_holds_no_other_back,
         ),
         (
             "replay_takes_turns_with_steady_traffic",

@@ -118,6 +118,11 @@ pub(crate) struct Shared {
     /// up was given up.
     last_error: Mutex<Option<String>>,
     pub(crate) losses: Mutex<LossReport>,
+    /// Whether a worker is sending a loss report.
+    pub(crate) reporting: AtomicBool,
+    /// Whether the spool's refusal (full, or the disk) was told on stderr since it last took
+    /// a record.
+    spool_refusal_told: AtomicBool,
     done: Mutex<Watermark>,
     progress: Condvar,
     /// Every record numbered below this was waited for by a flush that ran out of time: a
@@ -218,8 +223,20 @@ impl Shared {
                 self.release_handed(rec.bytes());
             }
             match result {
-                Ok(()) => Counters::add(&self.counters.spooled),
+                Ok(()) => {
+                    self.spool_refusal_told.store(false, Ordering::Release);
+                    Counters::add(&self.counters.spooled);
+                }
                 Err(Unspooled::NoRoom(why)) => {
+                    // Once, until it takes records again: last_error may name a newer problem
+                    // (the receiver) by the time someone looks.
+                    if self.loss_line.is_some()
+                        && !self.spool_refusal_told.swap(true, Ordering::AcqRel)
+                    {
+                        eprintln!(
+                            "http-logger: {why}: records are dropped until it takes them again"
+                        );
+                    }
                     self.record_failure(why);
                     self.finish(rec.seq, &self.counters.dropped);
                 }

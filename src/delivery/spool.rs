@@ -20,9 +20,10 @@
 //! the receiver has not accepted) and its CRC-32. Then records, each framed as: its length
 //! (`u32`, of what follows the checksum), a CRC-32 of what follows, the logger's sequence
 //! number (`u64`), the way its fields are kept ([`Stored`]), and the fields. All little-endian.
-//! A frame that fails its checksum is skipped; one whose length cannot be right (cut short, or
-//! past the file) ends what is read of the file. Either is reported in one line, and the records
-//! before it are replayed as usual.
+//! A frame that fails its checksum is skipped (if it was its length that was hit, what follows
+//! does not read as frames either, and the rest of the file goes); one whose length cannot be
+//! right (cut short, or past the file) ends what is read of the file. Either is reported in one
+//! line, and the records before it are replayed as usual.
 //!
 //! **Removal.** A record is accepted once the receiver answered 2xx for it, or refused it for
 //! what it is. The progress in the header moves past the records accepted in order, and a
@@ -60,6 +61,11 @@ const RESCAN: Duration = Duration::from_secs(5);
 /// The most files taken from dead processes at a time: the rest wait for a later look (or for
 /// another process).
 const MAX_TAKEN: usize = 64;
+/// Files of one logger past which a record logged out of order no longer starts a new one.
+const MAX_OWN_FILES: usize = 32;
+/// How many times a replayed record is put back before it waits behind the others: one
+/// record a receiver will not take (a proxy that resets it) does not hold the backlog back.
+const MAX_TRIES: u32 = 3;
 /// How old a `.tmp` file must be to be a leftover (its maker died before naming it).
 const LEFTOVER_AGE: Duration = Duration::from_secs(60);
 /// How long a file that could not be read is left alone.
@@ -78,6 +84,8 @@ pub(crate) struct Replayed {
     index: u64,
     /// Where it stands in the order of replay: its logger's files, then its number there.
     order: (Arc<str>, u64),
+    /// How many times it was put back.
+    tries: u32,
     /// Its sequence number in this logger, when this logger spooled it (a flush waits for it).
     pub(crate) seq: Option<u64>,
     pub(crate) stored: Stored,
@@ -127,8 +135,10 @@ struct State {
     /// In the order of their names.
     files: Vec<SpoolFile>,
     /// Taken records that were not delivered (the receiver is down): read again first, in
-    /// the order of replay.
+    /// the order of replay (unless a record read from a file is older).
     returned: VecDeque<Replayed>,
+    /// Records put back [`MAX_TRIES`] times: taken only when nothing else is there.
+    parked: VecDeque<Replayed>,
     /// Names this logger holds or set aside: not taken again.
     known: HashSet<OsString>,
     next_id: u64,
@@ -291,6 +301,7 @@ impl Spool {
             state: Mutex::new(State {
                 files: Vec::new(),
                 returned: VecDeque::new(),
+                parked: VecDeque::new(),
                 known: HashSet::new(),
                 next_id: 0,
                 made: 0,
@@ -380,10 +391,19 @@ impl Spool {
         }
         let size = ends[fit - 1].1 as u64;
         let first = ends[0].2;
+        // Files of this logger: past a few, order gives way (records appended out of order
+        // are replayed so) rather than descriptors and files growing with each inversion.
+        let own = state.files.iter().filter(|f| f.own).count();
         if let Some(f) = state.files.iter_mut().find(|f| f.open) {
-            let bound = if strict { f.last_seq } else { f.first_seq };
+            // The records not yet read must stay in order (strict), or at least not start
+            // before the file's first (the hand-over's).
+            let bound = if strict {
+                f.unread.back().copied()
+            } else {
+                f.first_seq
+            };
             if f.len > HEADER && f.len + size > self.segment_bytes
-                || bound.is_some_and(|s| first < s)
+                || own < MAX_OWN_FILES && bound.is_some_and(|s| first < s)
             {
                 f.open = false;
                 let id = f.id;
@@ -404,25 +424,44 @@ impl Spool {
         let Some(f) = state.files.iter_mut().find(|f| f.open) else {
             return (0, "no spool file is open".into());
         };
-        // All at once; when that fails (the disk is full, a file size limit), frame by frame,
-        // so that what fits still goes.
+        let id = f.id;
+        let written = self.append_all(f, frames, &ends[..fit]);
+        if written.0 < fit && !state.files.iter().any(|f| f.id == id && f.open) {
+            // Closed by a write it could not cut back: gone, if nothing in it is left to read.
+            self.remove_if_done(&mut state, id);
+        }
+        match written {
+            (n, None) => (n, full()),
+            (n, Some(why)) => (n, why),
+        }
+    }
+
+    /// Appends the frames `ends` says to `f`: all at once; when that fails (the disk is full,
+    /// a file size limit), frame by frame, so that what fits still goes. Returns how many are
+    /// written, and why no more when the disk refused.
+    fn append_all(
+        &self,
+        f: &mut SpoolFile,
+        frames: &[u8],
+        ends: &[(usize, usize, u64)],
+    ) -> (usize, Option<String>) {
         let failed =
             |e: io::Error| format!("writing to the spool {} failed: {e}", self.dir.display());
-        let why = match self.append(f, &frames[..ends[fit - 1].1], &ends[..fit]) {
-            Ok(()) => return (fit, full()),
+        let why = match self.append(f, &frames[..ends[ends.len() - 1].1], ends) {
+            Ok(()) => return (ends.len(), None),
             Err(e) => failed(e),
         };
-        if fit == 1 || !f.open {
-            return (0, why);
+        if ends.len() == 1 || !f.open {
+            return (0, Some(why));
         }
         let mut start = 0;
-        for (n, end) in ends[..fit].iter().enumerate() {
+        for (n, end) in ends.iter().enumerate() {
             if let Err(e) = self.append(f, &frames[start..end.1], std::slice::from_ref(end)) {
-                return (n, failed(e));
+                return (n, Some(failed(e)));
             }
             start = end.1;
         }
-        (fit, full())
+        (ends.len(), None)
     }
 
     /// Appends `bytes`, the frames `ends` says, to `f`. On an error, cuts what part was
@@ -506,8 +545,11 @@ impl Spool {
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return;
         };
+        // Oldest first: the files taken are the next to replay.
+        let mut entries: Vec<_> = entries.flatten().collect();
+        entries.sort_by_key(|e| e.file_name());
         let mut taken = 0;
-        for entry in entries.flatten() {
+        for entry in entries {
             let name = entry.file_name();
             let Some(text) = name.to_str() else {
                 continue;
@@ -604,9 +646,6 @@ impl Spool {
     /// Whether records wait to be replayed. Looks through the directory again now and then,
     /// for files that processes which ended since left.
     pub(crate) fn has_backlog(&self) -> bool {
-        if self.backlog.load(Ordering::Acquire) {
-            return true;
-        }
         let due = now_ns().saturating_sub(self.scanned_ns.load(Ordering::Acquire))
             >= RESCAN.as_nanos() as u64;
         if due {
@@ -628,7 +667,31 @@ impl Spool {
             taken.records.is_empty() || bytes + size <= max_bytes
         };
         while taken.records.len() < max_records {
-            if let Some(r) = state.returned.pop_front() {
+            // The next in the order of replay: the oldest logger's, its first logged; a
+            // record put back, or one read from a file, whichever is older.
+            let now = Instant::now();
+            let next = state
+                .files
+                .iter_mut()
+                .filter(|f| f.read_at < f.len && f.resume_at.is_none_or(|t| now >= t))
+                .map(|f| {
+                    let seq = f.peek();
+                    ((f.group.clone(), seq), f.id)
+                })
+                .min();
+            let back_first = match (state.returned.front(), &next) {
+                (Some(r), Some((order, _))) => r.order <= *order,
+                (Some(_), None) => true,
+                (None, _) => false,
+            };
+            let back = if back_first {
+                state.returned.pop_front()
+            } else if next.is_none() {
+                state.parked.pop_front()
+            } else {
+                None
+            };
+            if let Some(r) = back {
                 if !fits(&taken, bytes, r.fields.len()) {
                     state.returned.push_front(r);
                     break;
@@ -637,18 +700,7 @@ impl Spool {
                 taken.records.push(r);
                 continue;
             }
-            // The next in the order of replay: the oldest logger's, its first logged.
-            let now = Instant::now();
-            let next = state
-                .files
-                .iter_mut()
-                .filter(|f| f.read_at < f.len && f.resume_at.is_none_or(|t| now >= t))
-                .map(|f| {
-                    let seq = f.peek();
-                    (f.group.clone(), seq, f.id)
-                })
-                .min();
-            let Some((.., id)) = next else {
+            let Some((_, id)) = next else {
                 break;
             };
             let Some(f) = state.files.iter_mut().find(|f| f.id == id) else {
@@ -695,7 +747,9 @@ impl Spool {
                 }
             }
         }
-        let left = !state.returned.is_empty() || state.files.iter().any(|f| f.read_at < f.len);
+        let left = !state.returned.is_empty()
+            || !state.parked.is_empty()
+            || state.files.iter().any(|f| f.read_at < f.len);
         self.backlog.store(left, Ordering::Release);
         taken
     }
@@ -729,9 +783,17 @@ impl Spool {
         self.remove_if_done(&mut state, id);
     }
 
-    /// A record taken and not delivered: it is taken again first, in the order of replay.
-    pub(crate) fn put_back(&self, r: Replayed) {
+    /// A record taken and not delivered: it is taken again first, in the order of replay; or,
+    /// put back [`MAX_TRIES`] times, only once nothing else is there.
+    pub(crate) fn put_back(&self, mut r: Replayed) {
         let mut state = lock(&self.state);
+        r.tries += 1;
+        if r.tries >= MAX_TRIES {
+            r.tries = 0;
+            state.parked.push_back(r);
+            self.backlog.store(true, Ordering::Release);
+            return;
+        }
         let at = state
             .returned
             .iter()
@@ -748,7 +810,11 @@ impl Spool {
             return;
         };
         let f = &state.files[at];
-        let returned = state.returned.iter().any(|r| r.file == id);
+        let returned = state
+            .returned
+            .iter()
+            .chain(&state.parked)
+            .any(|r| r.file == id);
         if f.read_at < f.len || !f.pending.is_empty() || returned || (f.open && f.len == HEADER) {
             return;
         }
@@ -828,6 +894,7 @@ impl SpoolFile {
             file: self.id,
             index,
             order: (self.group.clone(), seq),
+            tries: 0,
             seq: self.own.then_some(seq),
             stored,
             fields: body,
@@ -1110,6 +1177,68 @@ mod tests {
         let second = open(&d, 1 << 20);
         assert_eq!(order(&second), [0, 1, 2, 3, 10, 11, 12, 13, 14, 15]);
         drop(second_dir_copy);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// A worker's record older than some not yet read in the newest file (the queue's 2..7,
+    /// then the look-ahead's 1, after the one in flight, 0): replayed in order still.
+    #[test]
+    fn a_record_between_a_files_first_and_last_is_replayed_in_order() {
+        let d = dir("between");
+        let spool = open(&d, 1 << 20);
+        for seq in (8..12u64).chain([0]).chain(2..8).chain([1]) {
+            spool.write_one(seq, Stored::Form, b"msg=x").unwrap();
+        }
+        let order: Vec<u64> = spool
+            .take(100, usize::MAX)
+            .records
+            .iter()
+            .map(|r| r.order.1)
+            .collect();
+        assert_eq!(order, (0..12).collect::<Vec<_>>());
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// A record put back does not jump one logged before it that reached the spool after it
+    /// was taken (another worker's, out of retries).
+    #[test]
+    fn a_put_back_record_does_not_jump_an_older_one() {
+        let d = dir("returned");
+        let spool = open(&d, 1 << 20);
+        spool.write_one(5, Stored::Form, b"msg=5").unwrap();
+        let got = spool.take(1, usize::MAX).records;
+        spool.write_one(3, Stored::Form, b"msg=3").unwrap();
+        spool.put_back(got[0].clone());
+        let order: Vec<u64> = spool
+            .take(100, usize::MAX)
+            .records
+            .iter()
+            .map(|r| r.order.1)
+            .collect();
+        assert_eq!(order, [3, 5]);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// A record put back again and again waits behind the others, then comes again.
+    #[test]
+    fn a_record_put_back_too_often_waits_behind_the_others() {
+        let d = dir("parked");
+        let spool = open(&d, 1 << 20);
+        for seq in 0..3u64 {
+            spool.write_one(seq, Stored::Form, b"msg=x").unwrap();
+        }
+        for _ in 0..MAX_TRIES {
+            let first = spool.take(1, usize::MAX).records;
+            assert_eq!(first[0].order.1, 0);
+            spool.put_back(first[0].clone());
+        }
+        let order = |t: Taken| t.records.iter().map(|r| r.order.1).collect::<Vec<_>>();
+        assert_eq!(order(spool.take(2, usize::MAX)), [1, 2]);
+        assert_eq!(
+            order(spool.take(2, usize::MAX)),
+            [0],
+            "and then it comes again"
+        );
         std::fs::remove_dir_all(&d).unwrap();
     }
 

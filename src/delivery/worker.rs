@@ -759,9 +759,20 @@ impl Worker {
     /// one WARNING record. It is not counted in [`Stats`]; if it cannot be sent, a later
     /// delivery tries again. One worker reports at a time.
     fn report_losses(&mut self) {
-        let Ok(mut losses) = self.shared.losses.try_lock() else {
+        // One report at a time, and `losses` not held across the request: whoever records a
+        // failure meanwhile (the spool's thread, a shutdown) never waits for the network.
+        if self.shared.reporting.swap(true, Ordering::AcqRel) {
             return;
-        };
+        }
+        struct Done<'a>(&'a std::sync::atomic::AtomicBool);
+        impl Drop for Done<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, Ordering::Release);
+            }
+        }
+        let shared = self.shared.clone();
+        let _done = Done(&shared.reporting);
+        let losses = shared.losses.lock().unwrap_or_else(|e| e.into_inner());
         let c = &self.shared.counters;
         let dropped = c.dropped.load(Ordering::Relaxed);
         let failed = c.failed.load(Ordering::Relaxed);
@@ -807,6 +818,7 @@ impl Worker {
                 .build(),
             self.max_record_bytes,
         );
+        drop(losses);
         let view: &dyn FieldSource = &RecordView {
             rec: &notice,
             statics: &self.statics,
@@ -819,7 +831,7 @@ impl Worker {
         }
         seal(self.gzip, &mut self.payload);
         if decide(self.transport.send(&self.payload, &mut || ()), 0) == Decision::Delivered {
-            *losses = LossReport {
+            *shared.losses.lock().unwrap_or_else(|e| e.into_inner()) = LossReport {
                 dropped,
                 failed,
                 spooled,
