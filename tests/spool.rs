@@ -86,6 +86,9 @@ fn child(scenario: &str, host: &str) {
             if std::env::var_os("FLUSH").is_some() {
                 logger.flush_timeout(Duration::from_secs(30));
             }
+            if let Ok(ms) = std::env::var("LINGER_MS") {
+                std::thread::sleep(Duration::from_millis(ms.parse().expect("LINGER_MS")));
+            }
             print_stats(logger.stats());
         }
         // Installed, taking SIGTERM: logs COUNT records with the receiver down, says so, and
@@ -396,6 +399,36 @@ fn sigterm_puts_what_is_left_on_disk() {
     assert_eq!(stats(&after)["replayed"], 3000, "{}", after.stderr);
     let got = received(&server, 3000, Duration::from_secs(30));
     assert_each_once(&got, "s", 0..3000);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Processes that start and end while an earlier one's records are replayed each deliver a
+/// part, and, ending cleanly, send nothing twice: what one had on its way is finished and
+/// marked before it exits.
+fn short_lived_processes_replay_a_backlog_in_parts_once_each() {
+    let dir = spool_dir("parts");
+    let down = nothing_listens();
+    let first = run(
+        "log",
+        &down.to_string(),
+        &dir,
+        &[("COUNT", "3000".into()), ("TAG", "p".into())],
+    );
+    assert_eq!(first.code, Some(0), "{}", first.stderr);
+    let server = Server::start();
+    let mut replayed = 0;
+    let mut runs = 0;
+    while !no_spool_file(&dir) && runs < 20 {
+        // Each ends as soon as its own (none) are delivered: a part of the backlog each.
+        let out = run("log", &server.host(), &dir, &[("LINGER_MS", "150".into())]);
+        assert_eq!(out.code, Some(0), "{}", out.stderr);
+        replayed += stats(&out)["replayed"];
+        runs += 1;
+    }
+    let got = received(&server, 3000, Duration::from_secs(10));
+    assert_each_once(&got, "p", 0..3000);
+    assert!(runs > 1, "the backlog went in parts ({runs} runs)");
+    assert!(replayed <= 3000 + runs as u64, "{replayed} replayed");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -928,6 +961,10 @@ fn main() {
         (
             "sigterm_puts_what_is_left_on_disk",
             sigterm_puts_what_is_left_on_disk,
+        ),
+        (
+            "short_lived_processes_replay_a_backlog_in_parts_once_each",
+            short_lived_processes_replay_a_backlog_in_parts_once_each,
         ),
         (
             "sigkill_while_spilling_loses_nothing_on_disk",

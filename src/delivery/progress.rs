@@ -277,6 +277,9 @@ impl Shared {
         while self.stats().queued > 0 && Instant::now() < grace {
             std::thread::sleep(Duration::from_millis(5));
         }
+        // And a record replayed from the spool that is on its way: accepted (or put back)
+        // before the process ends, not sent again by the next.
+        spilling.spool.close(grace);
     }
 
     pub(crate) fn stats(&self) -> Stats {
@@ -341,12 +344,18 @@ impl Shared {
             return 0;
         }
         let logged = self.next_seq.load(Ordering::SeqCst);
-        let deadline = if logged <= self.waited_out.load(Ordering::SeqCst) {
+        let flush_deadline = if logged <= self.waited_out.load(Ordering::SeqCst) {
             Instant::now()
         } else {
             deadline
         };
-        if self.flush(deadline) {
+        if self.flush(flush_deadline) {
+            if let Some(spilling) = &self.spilling {
+                // Records replayed from the spool (an earlier process's) that are on their way
+                // finish theirs (within the shutdown's time), and no more start: else the next
+                // process sends them again.
+                spilling.spool.close(deadline);
+            }
             return 0;
         }
         self.spill_rest();

@@ -129,6 +129,10 @@ pub(crate) struct Spool {
     bytes: AtomicU64,
     /// When the directory was last looked through (ns since the epoch).
     scanned_ns: AtomicU64,
+    /// Records taken and not yet accepted or put back.
+    in_flight: AtomicU64,
+    /// Set by a shutdown: nothing more is taken.
+    closing: AtomicBool,
 }
 
 struct State {
@@ -309,6 +313,8 @@ impl Spool {
             backlog: AtomicBool::new(false),
             bytes: AtomicU64::new(0),
             scanned_ns: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
+            closing: AtomicBool::new(false),
         };
         spool.scan(&mut lock(&spool.state));
         Ok(spool)
@@ -662,6 +668,9 @@ impl Spool {
     pub(crate) fn take(&self, max_records: usize, max_bytes: usize) -> Taken {
         let mut state = lock(&self.state);
         let mut taken = Taken::default();
+        if self.closing.load(Ordering::Acquire) {
+            return taken;
+        }
         let mut bytes = 0;
         let fits = |taken: &Taken, bytes: usize, size: usize| {
             taken.records.is_empty() || bytes + size <= max_bytes
@@ -751,11 +760,38 @@ impl Spool {
             || !state.parked.is_empty()
             || state.files.iter().any(|f| f.read_at < f.len);
         self.backlog.store(left, Ordering::Release);
+        self.in_flight
+            .fetch_add(taken.records.len() as u64, Ordering::AcqRel);
         taken
+    }
+
+    /// At a shutdown: takes nothing more, and waits (until `deadline`) for the records taken
+    /// to be accepted or put back.
+    pub(crate) fn close(&self, deadline: Instant) {
+        // Under the lock: a take under way counts what it took first.
+        let state = lock(&self.state);
+        self.closing.store(true, Ordering::Release);
+        drop(state);
+        while self.in_flight.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// One taken record settled.
+    fn settled(&self) {
+        let _ = self
+            .in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
     }
 
     /// A record delivered (or refused for what it is): it is not replayed again.
     pub(crate) fn accept(&self, r: &Replayed) {
+        // Settled once the progress is written: a shutdown waiting for it then exits with it.
+        self.accept_locked(r);
+        self.settled();
+    }
+
+    fn accept_locked(&self, r: &Replayed) {
         let mut state = lock(&self.state);
         let Some(f) = state.files.iter_mut().find(|f| f.id == r.file) else {
             return;
@@ -792,6 +828,8 @@ impl Spool {
             r.tries = 0;
             state.parked.push_back(r);
             self.backlog.store(true, Ordering::Release);
+            drop(state);
+            self.settled();
             return;
         }
         let at = state
@@ -801,6 +839,8 @@ impl Spool {
             .unwrap_or(state.returned.len());
         state.returned.insert(at, r);
         self.backlog.store(true, Ordering::Release);
+        drop(state);
+        self.settled();
     }
 
     /// Removes file `id` when every record in it was read and accepted (and, for this logger's
