@@ -159,9 +159,8 @@ struct SpoolFile {
     own: bool,
     /// Whether records are still appended to it (this logger's newest file).
     open: bool,
-    /// The lowest and the highest sequence numbers written to it (this logger's files).
+    /// The lowest sequence number written to it (this logger's files).
     first_seq: Option<u64>,
-    last_seq: Option<u64>,
     /// The end of the last whole record.
     len: u64,
     /// Where the next record to be read starts.
@@ -488,12 +487,10 @@ impl Spool {
         f.len += bytes.len() as u64;
         f.unread.extend(ends.iter().map(|&(.., seq)| seq));
         let lowest = ends.iter().map(|&(.., seq)| seq).min();
-        let highest = ends.iter().map(|&(.., seq)| seq).max();
         f.first_seq = match (f.first_seq, lowest) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        f.last_seq = f.last_seq.max(highest);
         self.bytes.fetch_add(bytes.len() as u64, Ordering::AcqRel);
         self.backlog.store(true, Ordering::Release);
         Ok(())
@@ -532,7 +529,6 @@ impl Spool {
             own: true,
             open: true,
             first_seq: None,
-            last_seq: None,
             len: HEADER,
             read_at: HEADER,
             peeked: None,
@@ -624,7 +620,6 @@ impl Spool {
                 own: false,
                 open: false,
                 first_seq: None,
-                last_seq: None,
                 len,
                 read_at: if (HEADER..=len).contains(&progress) {
                     progress
@@ -702,7 +697,12 @@ impl Spool {
             };
             if let Some(r) = back {
                 if !fits(&taken, bytes, r.fields.len()) {
-                    state.returned.push_front(r);
+                    // Back where it came from: a parked record stays behind the others.
+                    if back_first {
+                        state.returned.push_front(r);
+                    } else {
+                        state.parked.push_front(r);
+                    }
                     break;
                 }
                 bytes += r.fields.len();
@@ -1279,6 +1279,25 @@ mod tests {
             [0],
             "and then it comes again"
         );
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_parked_record_that_does_not_fit_a_batch_stays_parked() {
+        let d = dir("parked-fit");
+        let spool = open(&d, 1 << 20);
+        spool.write_one(0, Stored::Form, &[b'x'; 100]).unwrap();
+        spool.write_one(1, Stored::Form, b"msg=1").unwrap();
+        for _ in 0..MAX_TRIES {
+            let first = spool.take(1, usize::MAX).records;
+            spool.put_back(first[0].clone());
+        }
+        let order = |t: Taken| t.records.iter().map(|r| r.order.1).collect::<Vec<_>>();
+        let got = spool.take(10, 10).records;
+        assert_eq!(got.iter().map(|r| r.order.1).collect::<Vec<_>>(), [1]);
+        spool.accept(&got[0]);
+        spool.write_one(2, Stored::Form, b"msg=2").unwrap();
+        assert_eq!(order(spool.take(10, usize::MAX)), [2, 0]);
         std::fs::remove_dir_all(&d).unwrap();
     }
 

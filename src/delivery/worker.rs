@@ -383,8 +383,10 @@ impl Worker {
                 let made = made.map(|()| seal(self.gzip, &mut self.payload));
                 match self.deliver_made(made, jitter) {
                     Ok(()) => {
-                        self.report_losses();
+                        // Accepted before the report's request: a shutdown waiting for the
+                        // replay need not wait for the report too.
                         self.settle_replayed(&r, Outcome::Sent);
+                        self.report_losses();
                     }
                     Err(u) => self.settle_replayed(&r, u.outcome()),
                 }
@@ -732,6 +734,13 @@ impl Worker {
                 }
             }
             match self.deliver(jitter) {
+                Ok(()) if self.replaying => {
+                    // Accepted before the report's request (see `replay`).
+                    for item in &ready[part] {
+                        self.settle(item, Outcome::Sent);
+                    }
+                    self.report_losses();
+                }
                 Ok(()) => {
                     self.report_losses();
                     for item in &ready[part] {
@@ -831,11 +840,18 @@ impl Worker {
         }
         seal(self.gzip, &mut self.payload);
         if decide(self.transport.send(&self.payload, &mut || ()), 0) == Decision::Delivered {
-            *shared.losses.lock().unwrap_or_else(|e| e.into_inner()) = LossReport {
+            let mut losses = shared.losses.lock().unwrap_or_else(|e| e.into_inner());
+            // A failure recorded during the request keeps its reason for the next report.
+            let reason = if c.failed.load(Ordering::Relaxed) == failed {
+                None
+            } else {
+                losses.last_reason.take()
+            };
+            *losses = LossReport {
                 dropped,
                 failed,
                 spooled,
-                last_reason: None,
+                last_reason: reason,
                 last_sent: Some(Instant::now()),
             };
         }
