@@ -190,7 +190,10 @@ impl Shared {
     /// naming a problem at that moment (the caller never waits for a lock held across I/O).
     pub(crate) fn note_drop(&self, reason: &str) {
         if let Ok(mut last) = self.last_error.try_lock() {
-            *last = Some(reason.to_owned());
+            // No allocation for each record of a burst: said once is enough.
+            if last.as_deref() != Some(reason) {
+                *last = Some(reason.to_owned());
+            }
         }
     }
 

@@ -328,11 +328,12 @@ impl Worker {
     /// Every other turn of the delivery loop, while the spool holds records: a replay, so that
     /// records that keep coming never hold a backlog back.
     fn take_turns(&mut self, jitter: &mut Jitter) {
-        let Some(spool) = self.spool.clone() else {
+        let Some(spool) = &self.spool else {
             return;
         };
         self.replay_next = !self.replay_next;
-        if self.replay_next && self.replay_due(&spool) {
+        if self.replay_next && self.replay_due(spool) {
+            let spool = spool.clone();
             self.replay(&spool, jitter);
         }
     }
