@@ -174,6 +174,20 @@ fn run(scenario: &str, host: &str, dir: &Path, env: &[(&str, String)]) -> Outcom
     finish(child, scenario)
 }
 
+/// A process that logs `count` records tagged `tag` while nothing listens, then exits: what
+/// it could not deliver is left in the spool `dir`.
+fn log_with_the_receiver_down(dir: &Path, count: usize, tag: &str) -> Outcome {
+    let down = nothing_listens();
+    let out = run(
+        "log",
+        &down.to_string(),
+        dir,
+        &[("COUNT", count.to_string()), ("TAG", tag.into())],
+    );
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    out
+}
+
 /// The counters a child printed in its `stats` line.
 fn stats(out: &Outcome) -> HashMap<String, u64> {
     let line = out
@@ -312,14 +326,7 @@ fn assert_each_once(got: &HashMap<String, usize>, tag: &str, range: std::ops::Ra
 /// directory delivers all 50,000 plus its own, nothing twice, and leaves the directory empty.
 fn an_outage_is_ridden_out_across_a_restart() {
     let dir = spool_dir("restart");
-    let down = nothing_listens();
-    let first = run(
-        "log",
-        &down.to_string(),
-        &dir,
-        &[("COUNT", "50000".into()), ("TAG", "old".into())],
-    );
-    assert_eq!(first.code, Some(0), "{}", first.stderr);
+    let first = log_with_the_receiver_down(&dir, 50_000, "old");
     let s = stats(&first);
     assert_eq!(
         (s["logged"], s["sent"], s["dropped"], s["failed"]),
@@ -407,14 +414,7 @@ fn sigterm_puts_what_is_left_on_disk() {
 /// marked before it exits.
 fn short_lived_processes_replay_a_backlog_in_parts_once_each() {
     let dir = spool_dir("parts");
-    let down = nothing_listens();
-    let first = run(
-        "log",
-        &down.to_string(),
-        &dir,
-        &[("COUNT", "3000".into()), ("TAG", "p".into())],
-    );
-    assert_eq!(first.code, Some(0), "{}", first.stderr);
+    log_with_the_receiver_down(&dir, 3000, "p");
     let server = Server::start();
     let mut replayed = 0;
     let mut runs = 0;
@@ -481,14 +481,7 @@ fn sigkill_while_spilling_loses_nothing_on_disk() {
 /// they deliver each of its records once, and each its own.
 fn two_processes_at_once_share_the_dead_ones_files() {
     let dir = spool_dir("two");
-    let down = nothing_listens();
-    let first = run(
-        "log",
-        &down.to_string(),
-        &dir,
-        &[("COUNT", "5000".into()), ("TAG", "dead".into())],
-    );
-    assert_eq!(first.code, Some(0), "{}", first.stderr);
+    let first = log_with_the_receiver_down(&dir, 5000, "dead");
     assert_eq!(stats(&first)["dropped"], 0);
     let server = Server::start();
     let children: Vec<Child> = ["a", "b"]
