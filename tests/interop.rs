@@ -1510,14 +1510,7 @@ fn example_receiver_answers_a_gzip_bomb_413_within_bounded_memory_and_keeps_serv
         bomb.len()
     );
     let mut conn = receiver.connect();
-    for content_type in [
-        "application/x-ndjson",
-        "application/json",
-        "application/x-www-form-urlencoded",
-    ] {
-        let content_type = format!("Content-Type: {content_type}");
-        let headers = [content_type.as_str(), "Content-Encoding: gzip"];
-        let Response { status, body, .. } = conn.request_with("POST", "/log", &headers, &bomb);
+    for (content_type, Response { status, body, .. }) in conn.post_gzipped_as_each_type(&bomb) {
         assert_eq!(
             (status, body.as_str()),
             (413, format!("{why}\n").as_str()),

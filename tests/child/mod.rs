@@ -510,6 +510,24 @@ impl Client {
         self.response()
     }
 
+    /// POSTs `gzipped` (a gzip body, sent as it is) to `/log` once as each kind of body a
+    /// receiver takes: NDJSON, JSON, a form. Returns each answer with its `Content-Type` line.
+    pub fn post_gzipped_as_each_type(&mut self, gzipped: &[u8]) -> Vec<(String, Response)> {
+        [
+            "application/x-ndjson",
+            "application/json",
+            "application/x-www-form-urlencoded",
+        ]
+        .into_iter()
+        .map(|content_type| {
+            let content_type = format!("Content-Type: {content_type}");
+            let headers = [content_type.as_str(), "Content-Encoding: gzip"];
+            let response = self.request_with("POST", "/log", &headers, gzipped);
+            (content_type, response)
+        })
+        .collect()
+    }
+
     /// Reads one response: its head parsed by `httparse`; an interim (1xx) one has no body;
     /// any other must have a `Content-Length` and a UTF-8 body.
     ///
