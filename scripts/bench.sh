@@ -14,7 +14,7 @@
 #   a spool, receiver keeping up: delivery vs no spool        >= 0.90 (it writes nothing)
 #
 # and, with the receiver down and a spool, how fast records go to disk and what a log! call
-# costs then (no target: reported).
+# costs then, and the CPU time per request of our worker and of wrk (no target: reported).
 #
 # One command from a clean clone: `bash scripts/bench.sh` (with or without CARGO_TARGET_DIR).
 # The receiver is nginx (`return 200`, keep-alive, access log off: a receiver that costs as
@@ -116,7 +116,8 @@ run() {
   fi
 }
 
-# wrk NAME URL CONNECTIONS: wrk sending the record's bytes; its rate as `delivered_per_s`.
+# wrk NAME URL CONNECTIONS: wrk sending the record's bytes; its rate as `delivered_per_s`, its
+# CPU time per request as `cpu_ns_per_request`.
 run "payload" "$bin/loadgen" --payload "$work/payload" --method "$METHOD"
 cat >"$work/wrk.lua" <<EOF
 local f = assert(io.open("$work/payload", "rb"))
@@ -132,12 +133,17 @@ end
 EOF
 wrk_run() {
   local name=$1 url=$2 c=$3
-  run "$name.raw" wrk --latency -t "$c" -c "$c" -d "${WRK_SECONDS}s" -s "$work/wrk.lua" "$url"
-  local rate errors
+  # bash's `time` gives wrk's CPU time (user and system), to set beside our worker's.
+  run "$name.raw" bash -c 'TIMEFORMAT="cpu_s: %U %S"; time wrk "$@"' wrk \
+    --latency -t "$c" -c "$c" -d "${WRK_SECONDS}s" -s "$work/wrk.lua" "$url"
+  local rate errors requests cpu_ns
   rate=$(awk '/^Requests\/sec:/ { printf "%.0f", $2 }' "$work/$name.raw")
   errors=$(awk '/Non-2xx|Socket errors/ { print }' "$work/$name.raw")
+  requests=$(awk '/ requests in / { print $1 }' "$work/$name.raw")
+  cpu_ns=$(awk -v n="$requests" '/^cpu_s:/ { printf "%.0f", ($2 + $3) * 1e9 / (n > 0 ? n : 1) }' "$work/$name.raw.err")
   {
     echo "delivered_per_s: $rate"
+    echo "cpu_ns_per_request: $cpu_ns"
     echo "latency_p50: $(awk '$1 == "50%" { print $2 }' "$work/$name.raw")"
     echo "latency_p99: $(awk '$1 == "99%" { print $2 }' "$work/$name.raw")"
     echo "errors: ${errors:-none}"
@@ -253,6 +259,13 @@ done
 echo "worker CPU per record: one record a request $(get worker_cpu_ns_per_record "$work/ours_http_1") ns," \
   "NDJSON batches $(get worker_cpu_ns_per_record "$work/ours_batch" 2>/dev/null || echo -) ns," \
   "with gzip $(get worker_cpu_ns_per_record "$work/ours_batch_gzip" 2>/dev/null || echo -) ns"
+# Where the two cores are shared by nginx and the client, the rate follows the client's CPU
+# time per request: ours encodes each record and frames and parses through ureq-proto, wrk
+# sends the same bytes again.
+for c in $CONNECTIONS; do
+  echo "client CPU per request, http:// (connections $c): ours (worker)" \
+    "$(get worker_cpu_ns_per_record "$work/ours_http_$c") ns, wrk $(get cpu_ns_per_request "$work/wrk_http_$c") ns"
+done
 down_mib=$(get peak_above_baseline_mib "$d")
 big="$work/down_big"
 big_mib=$(get peak_above_baseline_mib "$big")

@@ -39,6 +39,10 @@ cleanup() {
 trap cleanup EXIT
 
 receivers=("receiver=$bin/receiver")
+declare -A pid_of=()
+tick=$(getconf CLK_TCK)
+# cpu_ticks NAME: the CPU time (user and system, all threads) the receiver NAME has used.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/${pid_of[$1]}/stat"; }
 if [ -n "$BASELINE_REV" ]; then
   echo "building the receiver of $BASELINE_REV (release, in a scratch worktree)..." >&2
   git worktree add --detach --quiet "$work/base" "$BASELINE_REV"
@@ -54,6 +58,7 @@ start() {
   : >"$work/$name.err"
   "$@" >/dev/null 2>"$work/$name.err" &
   pids+=($!)
+  pid_of[$name]=$!
   for _ in $(seq 200); do
     started_host=$(sed -n 's|^listening on http://||p' "$work/$name.err" | head -n 1)
     [ -n "$started_host" ] && return
@@ -93,9 +98,13 @@ printf '%-12s' connections
 for entry in "${hosts[@]}"; do printf '%12s' "${entry%%=*}"; done
 [ -n "$BASELINE_REV" ] && printf '%22s' "receiver / baseline"
 printf '%20s\n' "receiver / nginx"
+# median "V V V ...": the median of the values.
+median() { tr ' ' '\n' <<<"$1" | grep . | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+cpu_lines=()
+cpu_line=
 for c in $CONNECTIONS; do
   printf '%-12s' "$c"
-  declare -A runs=()
+  declare -A runs=() cpu=()
   threads=$c
   [ "$threads" -gt 2 ] && threads=2
   # REPEAT rounds, each running every receiver once, in turn: each figure is the median of
@@ -103,8 +112,15 @@ for c in $CONNECTIONS; do
   for _ in $(seq "$REPEAT"); do
     for entry in "${hosts[@]}"; do
       name=${entry%%=*}
+      before=
+      [ -n "${pid_of[$name]:-}" ] && before=$(cpu_ticks "$name")
       out=$(wrk -t "$threads" -c "$c" -d "${WRK_SECONDS}s" -s "$work/wrk.lua" "http://${entry#*=}/")
       runs[$name]+="$(awk '/^Requests\/sec:/ { printf "%.0f", $2 }' <<<"$out") "
+      if [ -n "$before" ]; then
+        requests=$(awk '/ requests in / { print $1 }' <<<"$out")
+        cpu[$name]+="$(awk -v t="$(($(cpu_ticks "$name") - before))" -v hz="$tick" -v n="$requests" \
+          'BEGIN { printf "%.1f", t / hz * 1e6 / (n > 0 ? n : 1) }') "
+      fi
       if grep -q 'Non-2xx\|Socket errors' <<<"$out"; then
         echo "bench: errors against $name: $(grep 'Non-2xx\|Socket errors' <<<"$out")" >&2
       fi
@@ -113,11 +129,21 @@ for c in $CONNECTIONS; do
   declare -A rate=()
   for entry in "${hosts[@]}"; do
     name=${entry%%=*}
-    rate[$name]=$(tr ' ' '\n' <<<"${runs[$name]}" | grep . | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
+    rate[$name]=$(median "${runs[$name]}")
     printf '%12s' "${rate[$name]}"
   done
   ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / (b > 0 ? b : 1) }'; }
   [ -n "$BASELINE_REV" ] && printf '%22s' "$(ratio "${rate[receiver]}" "${rate[baseline]}")"
   printf '%20s\n' "$(ratio "${rate[receiver]}" "${rate[nginx]}")"
-  unset rate runs
+  for name in "${!cpu[@]}"; do
+    cpu_line+="$name $(median "${cpu[$name]}") us, "
+  done
+  cpu_lines+=("$c connections: ${cpu_line%, }")
+  cpu_line=
+  unset rate runs cpu
 done
+# What each request cost the receiver's process in CPU time (user and system, all threads), the
+# median of the rounds: with two cores shared by wrk and the receiver, the rate follows it.
+echo
+echo "receiver CPU per request (median):"
+for line in "${cpu_lines[@]}"; do echo "  $line"; done
