@@ -743,17 +743,22 @@ fn start_example(python: &OsStr, args: &[&str]) -> Server {
     start_script(python, EXAMPLE_SCRIPT, args)
 }
 
-/// A record sent by hand: the fields `examples/receiver.py` requires, and `msecs`.
+/// The fields of a record sent by hand: those `examples/receiver.py` requires, and `msecs`.
+fn raw_fields(msg: &str) -> [(&str, &str); 6] {
+    [
+        ("name", "raw"),
+        ("msg", msg),
+        ("levelname", "INFO"),
+        ("levelno", "20"),
+        ("created", RAW_CREATED),
+        ("msecs", RAW_MSECS),
+    ]
+}
+
+/// A record sent by hand, as a form.
 fn raw_record(msg: &str) -> String {
     form_urlencoded::Serializer::new(String::new())
-        .extend_pairs([
-            ("name", "raw"),
-            ("msg", msg),
-            ("levelname", "INFO"),
-            ("levelno", "20"),
-            ("created", RAW_CREATED),
-            ("msecs", RAW_MSECS),
-        ])
+        .extend_pairs(raw_fields(msg))
         .finish()
 }
 
@@ -1291,14 +1296,7 @@ fn example_receiver_help_describes_every_option_and_its_default() {
 
 /// [`raw_record`]'s fields as one JSON object of strings, as a batch sends a record.
 fn raw_json_record(msg: &str) -> String {
-    child::json_object(&[
-        ("name", "raw"),
-        ("msg", msg),
-        ("levelname", "INFO"),
-        ("levelno", "20"),
-        ("created", RAW_CREATED),
-        ("msecs", RAW_MSECS),
-    ])
+    child::json_object(&raw_fields(msg))
 }
 
 /// POSTs `body` to `/log` with this `Content-Type`, compressed with gzip (and said so) when
