@@ -101,7 +101,6 @@ printf '%20s\n' "receiver / nginx"
 # median "V V V ...": the median of the values.
 median() { tr ' ' '\n' <<<"$1" | grep . | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 cpu_lines=()
-cpu_line=
 for c in $CONNECTIONS; do
   printf '%-12s' "$c"
   declare -A runs=() cpu=()
@@ -135,11 +134,11 @@ for c in $CONNECTIONS; do
   ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / (b > 0 ? b : 1) }'; }
   [ -n "$BASELINE_REV" ] && printf '%22s' "$(ratio "${rate[receiver]}" "${rate[baseline]}")"
   printf '%20s\n' "$(ratio "${rate[receiver]}" "${rate[nginx]}")"
+  cpu_line=
   for name in "${!cpu[@]}"; do
     cpu_line+="$name $(median "${cpu[$name]}") us, "
   done
   cpu_lines+=("$c connections: ${cpu_line%, }")
-  cpu_line=
   unset rate runs cpu
 done
 # What each request cost the receiver's process in CPU time (user and system, all threads), the
